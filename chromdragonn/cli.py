@@ -1,0 +1,56 @@
+"""The ``chromdragonn`` command.
+
+Each subcommand lives in the module that does its work; that module exposes
+``add_cli(subparsers)``, which registers the subcommand and sets ``func`` (a
+callable taking the parsed args and returning an exit status).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from chromdragonn.errors import ChromDragoNNError
+
+# module -> registers one or more subcommands
+SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chromdragonn",
+        description="Chromatin accessibility from DNA sequence and TF expression (ChromDragoNN).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of the package is not there yet
+                continue
+            raise
+        module.add_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ChromDragoNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
