@@ -1,0 +1,133 @@
+"""Multi-context prediction speed, measured side by side in one run.
+
+(a) this package: trunk once per interval, split head per (interval, context);
+(b) the naive way: one full forward per (interval, context) pair;
+floor: the trunk alone (intervals/s), times C, is the best (a) can do;
+dataloader: the Kipoi dataloader alone (intervals/s), which must outrun the model.
+
+Weights are random (speed does not depend on their values); inputs are real:
+example/ intervals on the hg19 chr22 slice and the shipped Roadmap expression.
+
+    python benchmarks/bench_predict.py            # writes benchmarks/RESULTS.md (section "predict")
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from chromdragonn import paths  # noqa: E402
+from chromdragonn.expression import ExpressionSource  # noqa: E402
+from chromdragonn.genome import Genome, centered_window, one_hot_batch, read_bed  # noqa: E402
+from chromdragonn.model import ChromDragoNN, ModelConfig  # noqa: E402
+from benchmarks.results import write_section  # noqa: E402
+
+
+def timed(fn, repeats: int) -> float:
+    """Best wall time of `repeats` runs, after one warm-up run."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def real_windows(n: int) -> torch.Tensor:
+    """n real 1 kb windows: the example intervals, then steps along the slice."""
+    genome = Genome(paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz")
+    bed = read_bed(paths.EXAMPLE_DIR / "intervals.bed")
+    wins = [centered_window(r.chrom, r.start, r.end) for r in bed.itertuples()]
+    pos = 17_000_000
+    while len(wins) < n:
+        wins.append(centered_window("22", pos, pos + 200))
+        pos += 10_000
+    return torch.from_numpy(one_hot_batch([genome.fetch(w.chrom, w.start, w.end) for w in wins[:n]]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--intervals", type=int, default=64, help="intervals per timed batch for (a) and the floor")
+    ap.add_argument("--naive-intervals", type=int, default=2, help="intervals for the naive path (it is slow)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    source = ExpressionSource()
+    contexts_all = source.contexts
+    model = ChromDragoNN(ModelConfig(n_genes=len(source.genes), with_mean=True)).eval()
+    seq = real_windows(args.intervals)
+    mean = torch.rand(args.intervals)
+
+    with torch.no_grad():
+        floor_s = timed(lambda: model.trunk(seq), args.repeats)
+    floor_ips = args.intervals / floor_s
+
+    rows = []
+    for c in (1, 8, 56):
+        expr = torch.from_numpy(source.matrix(contexts_all[:c]))
+        fast_s = timed(lambda: model.predict_grid(seq, expr, mean), args.repeats)
+        fast_pps = args.intervals * c / fast_s
+        n = args.naive_intervals
+        # Naive: every (interval, context) pair is a full forward (trunk included).
+        naive_seq = seq[:n].repeat_interleave(c, 0)
+        naive_expr = expr.repeat(n, 1)
+        naive_mean = mean[:n].repeat_interleave(c, 0)
+        naive_s = timed(lambda: model.predict_proba(naive_seq, naive_expr, naive_mean), 1)
+        naive_pps = n * c / naive_s
+        rows.append((c, fast_pps, naive_pps, fast_pps / naive_pps, floor_ips * c,
+                     fast_pps / (floor_ips * c)))
+
+    # The dataloader alone, through the Kipoi dataloader class users get.
+    from dataloader import ChromDragoNNDataset  # root dataloader.py
+
+    ds = ChromDragoNNDataset(intervals_file=str(paths.EXAMPLE_DIR / "intervals.bed"),
+                             fasta_file=str(paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"),
+                             cell_types=",".join(contexts_all))
+    n_dl = 0
+    t0 = time.perf_counter()
+    for _ in range(20):
+        for batch in ds.batch_iter(batch_size=32):
+            n_dl += len(batch["inputs"]["seq"])
+    dl_ips = n_dl / (time.perf_counter() - t0)
+    expr56 = torch.from_numpy(source.matrix(contexts_all[:56]))
+    model_s = timed(lambda: model.predict_grid(seq, expr56, mean), 1)
+    model_ips = args.intervals / model_s
+
+    lines = [
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} threads, CPU; random-init weights (speed only), real chr22 windows, "
+        f"{args.intervals} intervals per batch, best of {args.repeats}.",
+        "",
+        "| contexts C | (a) package pairs/s | (b) naive pairs/s | (a)/(b) | floor x C pairs/s | (a)/(floor x C) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, f, nv, ratio, fl, eff in rows:
+        lines.append(f"| {c} | {f:,.0f} | {nv:,.1f} | {ratio:.1f}x | {fl:,.0f} | {eff:.0%} |")
+    lines += [
+        "",
+        f"Trunk-only floor: {floor_ips:,.1f} intervals/s.",
+        f"Dataloader alone (56 contexts, batches of 32): {dl_ips:,.0f} intervals/s; "
+        f"model at 56 contexts: {model_ips:,.1f} intervals/s; dataloader/model = {dl_ips / model_ips:,.0f}x.",
+        "",
+        "Targets: at C = 56, (a)/(b) >= 40x and (a)/(floor x C) >= 80%; dataloader/model >= 10x.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    write_section("predict", "Multi-context prediction (issue: Kipoi package)",
+                  "python benchmarks/bench_predict.py", text)
+
+
+if __name__ == "__main__":
+    main()

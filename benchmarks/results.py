@@ -1,0 +1,23 @@
+"""benchmarks/RESULTS.md holds one section per benchmark script; each run replaces its own."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+HEADER = ("# Benchmark results\n\nEach section is written by the script named in it; rerun that "
+          "command to reproduce. Speeds are ratios measured side by side in one run.\n")
+
+
+def write_section(key: str, title: str, command: str, body: str) -> None:
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    stamp = _dt.date.today().isoformat()
+    block = f"{start}\n## {title}\n\nCommand: `{command}` (run {stamp})\n\n{body}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    tmp = RESULTS.with_name(RESULTS.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, RESULTS)
