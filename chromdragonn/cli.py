@@ -14,7 +14,7 @@ import sys
 from chromdragonn.errors import ChromDragoNNError
 
 # module -> registers one or more subcommands
-SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism"]
+SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism", "chromdragonn.convert"]
 
 
 def build_parser() -> argparse.ArgumentParser:
