@@ -28,7 +28,7 @@ def default_weights(model_yaml: Path = paths.MODEL_YAML) -> tuple[list[Path], li
     with open(model_yaml) as fh:
         args = yaml.safe_load(fh)["args"]
     files = args["weights"] if isinstance(args["weights"], list) else [args["weights"]]
-    md5s = args.get("md5") or [None] * len(files)
+    md5s = args.get("md5s") or [None] * len(files)
     md5s = md5s if isinstance(md5s, list) else [md5s]
     files = [model_yaml.parent / f for f in files]
     missing = [str(f) for f in files if not f.is_file()]
@@ -74,7 +74,9 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
     model.to(dev)
     expression = ExpressionSource(user_table=expression_file, user_units=expression_units)
     if list(expression.genes) != list(genes):
-        raise ChromDragoNNError("the gene panel file does not match the genes the weights were trained on")
+        raise ChromDragoNNError(
+            f"the weights ({weights or 'of model.yaml'}) take {len(genes)} genes, which are not the "
+            f"{len(expression.genes)} of the gene panel {paths.GENE_PANEL} the expression is matched to")
     expr = torch.from_numpy(expression.matrix(contexts)).to(dev)
 
     bed = read_bed(intervals_file)
@@ -87,6 +89,8 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
         if not Path(bw).is_file():
             raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig; not found: {bw}")
         mean_track = MeanAccessibility(bw)
+        for chrom in bed["chrom"].unique():
+            mean_track.resolve(chrom)  # likewise for the bigWig, before the progress bar starts
 
     windows = [centered_window(r.chrom, r.start, r.end) for r in bed.itertuples()]
     probs = np.empty((len(bed), len(contexts)), dtype=np.float32)

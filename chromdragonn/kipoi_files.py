@@ -1,0 +1,417 @@
+"""The Kipoi definition files (model.yaml, dataloader.yaml) and small Kipoi compatibility fixes.
+
+The root ``model.yaml`` and ``dataloader.yaml`` are generated here, so the
+weights list, their md5s, the gene-panel size and the mean-input switch can
+never disagree with the files they describe::
+
+    python -m chromdragonn.kipoi_files [--out-dir .] WEIGHTS.pt [WEIGHTS.pt ...]
+
+``write_model_dir`` builds a complete, self-contained Kipoi model folder (the
+training export and the tests use it).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shutil
+import sys
+import types
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Sequence
+
+import yaml
+
+from chromdragonn import paths
+from chromdragonn.errors import ChromDragoNNError
+
+logger = logging.getLogger(__name__)
+
+SEQ_LEN = 1000
+DOI = "10.1093/bioinformatics/btz352"
+PAPER = ("Nair S, Kim DS, Perricone J, Kundaje A. Integrating regulatory DNA sequence and gene expression "
+         "to predict genome-wide chromatin accessibility across cellular contexts. "
+         "Bioinformatics 35(14):i108-i116 (2019)")
+AUTHORS = ["Surag Nair", "Daniel S. Kim", "Jacob Perricone", "Anshul Kundaje"]
+# What model.py and dataloader.py import (directly or through chromdragonn); pins come from requirements.txt.
+MODEL_PACKAGES = ["torch", "numpy", "pandas", "PyYAML", "kipoi", "kipoiseq", "pyfaidx", "biopython",
+                  "pyBigWig", "h5py"]
+DEFAULT_TRAINED_ON = (
+    "Simulated accessibility labels (a documented, seeded generative rule driven by real JASPAR motif "
+    "matches weighted by real TF expression; see training/REPORT.md) over 200 bp bins of the real hg19 "
+    "chr22 slice 16.05-22 Mb, with the real RNA-seq (arcsinh TPM) of the 56 Roadmap Epigenomics "
+    "epigenomes; five folds of held-out contexts. Not trained on measured DNase-seq.")
+ROOT_FILES = ["model.py", "dataloader.py"]
+
+SEQ_DOC = "One-hot DNA (A, C, G, T; N is all zeros), 1,000 bp centred on the interval (hg19)."
+EXPRESSION_DOC = ("arcsinh(TPM) of the gene-panel TFs (weights/gene_panel.tsv, in that order), one row per "
+                  "requested cell context, in the order of cell_types.")
+MEAN_DOC = ("Mean accessibility of the central 200 bp bin over the training contexts (from the "
+            "mean_bigwig track).")
+TARGET_DOC = "P(accessible) of the interval's central 200 bp bin in each requested context, in the order of cell_types."
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str_presenter(dumper, data):
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def _dump(obj) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=100, default_flow_style=False)
+
+
+def pip_pins(names: Sequence[str] = MODEL_PACKAGES,
+             requirements: str | os.PathLike = paths.REPO_ROOT / "requirements.txt") -> list[str]:
+    """``name==version`` for each package: the pin in requirements.txt, else the installed version."""
+    pins: dict[str, str] = {}
+    req = Path(requirements)
+    if req.is_file():
+        for line in req.read_text().splitlines():
+            m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*==\s*([^\s#;]+)", line)
+            if m:
+                pins[m.group(1).lower()] = f"{m.group(1)}=={m.group(2)}"
+    out = []
+    for name in names:
+        if name.lower() in pins:
+            out.append(pins[name.lower()])
+            continue
+        try:
+            out.append(f"{name}=={importlib_metadata.version(name)}")
+        except importlib_metadata.PackageNotFoundError:
+            out.append(name)
+    return out
+
+
+def render_model_yaml(weights: list[str], md5s: list[str], n_genes: int, with_mean: bool, title: str,
+                      description_extra: str = "", *, trained_on: str = DEFAULT_TRAINED_ON,
+                      gene_panel: str = "weights/gene_panel.tsv") -> str:
+    """The text of a self-documenting model.yaml; weights and gene_panel are relative to the model folder."""
+    if len(weights) != len(md5s) or not weights:
+        raise ChromDragoNNError(f"{len(weights)} weights files but {len(md5s)} md5s")
+    ensemble = len(weights) > 1
+    doc = (
+        f"{title}\n\n"
+        "ChromDragoNN (Nair et al., Bioinformatics 2019) predicts whether a 200 bp bin of DNA is accessible "
+        "(a DNase-seq peak) in a cell context that the model describes only by the expression of "
+        f"{n_genes:,} transcription factors (arcsinh TPM), so it predicts for cell types it was never trained "
+        "on. A ResNet reads 1,000 bp of sequence centred on the bin; its 4,200 features are joined with the "
+        "TF expression" + (" and the bin's mean accessibility across the training contexts" if with_mean else "")
+        + " and passed through two fully connected layers.\n\n"
+        "Inputs per interval: seq (1000, 4); expression (C, G): one row per requested context"
+        + ("; mean_acc (1,)" if with_mean else "") + ". Output per interval: C probabilities, one per "
+        "context, in the order the contexts were requested (dataloader argument cell_types). The sequence "
+        "trunk runs once per interval whatever C is.\n\n"
+        + (f"The prediction is the mean of the probabilities of {len(weights)} fold models.\n\n" if ensemble else "")
+        + "Contexts: the 56 Roadmap Epigenomics epigenomes of weights/roadmap_expression_tpm.tsv.gz "
+        "(e.g. E003 H1, E116 GM12878, E123 K562), or any context of the user's own RNA-seq table "
+        "(dataloader argument expression_file, genes x contexts, TPM or RPKM, genes by symbol or Ensembl ID)."
+    )
+    if description_extra:
+        doc += "\n\n" + description_extra.strip()
+    inputs = {
+        "seq": {"shape": f"({SEQ_LEN}, 4)", "special_type": "DNASeq", "doc": SEQ_DOC,
+                "associated_metadata": "ranges"},
+        "expression": {"shape": f"(None, {n_genes})", "doc": EXPRESSION_DOC},
+    }
+    if with_mean:
+        inputs["mean_acc"] = {"shape": "(1,)", "doc": MEAN_DOC}
+    model = {
+        # kipoi 0.8.6 imports the model class with load_obj("module.Class"); the "file.py::Class"
+        # form is understood for dataloaders only.
+        "defined_as": "model.ChromDragoNNModel",
+        "args": {
+            "weights": list(weights),
+            "md5s": list(md5s),
+            "gene_panel": gene_panel,
+            "n_genes": int(n_genes),
+            "with_mean": bool(with_mean),
+        },
+        "default_dataloader": ".",
+        "info": {
+            "authors": [{"name": a} for a in AUTHORS],
+            "doc": doc,
+            "cite_as": f"https://doi.org/{DOI}",
+            "trained_on": trained_on,
+            "training_procedure": (
+                "Stage 1: multi-task sequence-only ResNet over the training contexts. Stage 2: the multi-modal "
+                "model initialised from stage 1, trunk tuned, 1 positive : 3 negatives per batch; checkpoint by "
+                "validation AUPRC (see training/)."),
+            "license": "MIT",
+            "version": "0.1.0",
+            "tags": ["DNA accessibility", "DNase-seq", "cell-type specific", "RNA-seq"],
+        },
+        "schema": {
+            "inputs": inputs,
+            "targets": {"name": "accessibility", "shape": "(None,)", "doc": TARGET_DOC},
+        },
+        "postprocessing": {"variant_effects": {"seq_input": ["seq"]}},
+        "dependencies": {"pip": pip_pins()},
+        "test": {"precision_decimal": 5},
+    }
+    header = ("# Generated by chromdragonn.kipoi_files.render_model_yaml; regenerate rather than edit:\n"
+              "#   python -m chromdragonn.kipoi_files WEIGHTS.pt [...]\n")
+    return header + _dump(model)
+
+
+def render_dataloader_yaml(n_genes: int, with_mean: bool = True) -> str:
+    """The text of dataloader.yaml (``defined_as: dataloader.py::ChromDragoNNDataset``)."""
+    outputs = {
+        "seq": {"shape": f"({SEQ_LEN}, 4)", "special_type": "DNASeq", "doc": SEQ_DOC,
+                "associated_metadata": "ranges"},
+        "expression": {"shape": f"(None, {n_genes})", "doc": EXPRESSION_DOC},
+    }
+    if with_mean:
+        outputs["mean_acc"] = {"shape": "(1,)", "doc": MEAN_DOC + " Present when a mean_bigwig is given or shipped."}
+    dl = {
+        "type": "Dataset",
+        "defined_as": "dataloader.py::ChromDragoNNDataset",
+        "args": {
+            "intervals_file": {
+                "doc": ("BED file (plain or gzipped; chrom, start, end, optional name). Any width: each interval "
+                        "is resized to 1,000 bp around its centre (kipoiseq Interval.resize). The name column, "
+                        "or chrom:start-end, becomes the id in metadata/ranges. chr22 and 22 are the same "
+                        "chromosome."),
+                "example": "example/intervals.bed",
+            },
+            "fasta_file": {
+                "doc": ("hg19 FASTA, plain or bgzipped (plain gzip is refused: bgzip it). The .fai (and .gzi) "
+                        "index is built beside it when missing. Bases past a chromosome end are N."),
+                "example": "example/hg19_chr22_1-22000000.fa.gz",
+            },
+            "cell_types": {
+                "doc": ("Cell contexts to predict in: a list, or a comma-separated string, of names from the "
+                        "shipped Roadmap table (E003 ... E128) or from expression_file. One output per context, "
+                        "in this order."),
+                "example": "E003,E116,E123,my_H1_sample",
+            },
+            "expression_file": {
+                "doc": ("Optional RNA-seq table, genes x contexts (TSV or CSV, optionally gzipped): first column "
+                        "gene symbol or Ensembl ID (version suffix ignored), then one column per context. Its "
+                        "contexts are added to (or replace same-named) shipped ones. Panel TFs missing from it "
+                        "are filled with the panel's fill_arcsinh_tpm (median over the 56 Roadmap epigenomes) "
+                        "and counted in a warning."),
+                "optional": True,
+                "example": "example/user_rnaseq_tpm.tsv",
+            },
+            "expression_units": {
+                "doc": "Units of expression_file: tpm (default) or rpkm (converted to TPM per context over all its genes).",
+                "optional": True,
+                "default": "tpm",
+            },
+            "mean_bigwig": {
+                "doc": ("bigWig of mean accessibility across the training contexts, for models with the mean "
+                        "input; the value is the mean over the window's central 200 bp (no data = 0). Default: "
+                        "weights/mean_accessibility_chr22.bw when it exists."),
+                "optional": True,
+                "example": "example/mean_accessibility_example.bw",
+            },
+            "gene_panel": {
+                "doc": "Ordered TF panel of the weights (gene_symbol, ensembl_id, fill_arcsinh_tpm). Default: weights/gene_panel.tsv.",
+                "optional": True,
+            },
+        },
+        "info": {
+            "authors": [{"name": "chromdragonn contributors"}],
+            "doc": ("Reads BED intervals, cuts 1,000 bp of one-hot hg19 sequence around each, and attaches the TF "
+                    "expression (arcsinh TPM, gene-panel order) of every requested cell context and, when a "
+                    "track is available, the mean accessibility of the central 200 bp."),
+            "license": "MIT",
+        },
+        "output_schema": {
+            "inputs": outputs,
+            "metadata": {
+                "ranges": {"type": "GenomicRanges",
+                           "doc": "The 1,000 bp window (0-based start, end; chrom as in the BED; id = BED name)."},
+                "cell_types": {"type": "str", "doc": "The requested contexts, comma-joined, in output order."},
+            },
+        },
+        "postprocessing": {"variant_effects": {"bed_input": ["intervals_file"]}},
+        "dependencies": {"pip": pip_pins()},
+    }
+    header = ("# Generated by chromdragonn.kipoi_files.render_dataloader_yaml; regenerate rather than edit:\n"
+              "#   python -m chromdragonn.kipoi_files WEIGHTS.pt [...]\n")
+    return header + _dump(dl)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_model_dir(out_dir: str | os.PathLike, weight_files: Sequence[str | os.PathLike], title: str,
+                    description_extra: str = "", *, gene_panel: str | os.PathLike = paths.GENE_PANEL,
+                    extra_files: Sequence[str | os.PathLike] = (), trained_on: str = DEFAULT_TRAINED_ON,
+                    copy_example: bool = True) -> Path:
+    """A self-contained Kipoi model folder: model.py, dataloader.py, both yaml files, weights/.
+
+    Weights files are copied to ``out_dir/weights/`` (unless already there), with the
+    gene panel and ``extra_files`` (e.g. the shipped expression table, a mean bigWig);
+    n_genes and with_mean are read from the weights, md5s computed.  With
+    ``copy_example``, example/ is copied too, so ``kipoi test`` finds the example files.
+    """
+    from chromdragonn.weights import load_model, md5sum
+
+    out = Path(out_dir)
+    wdir = out / "weights"
+    wdir.mkdir(parents=True, exist_ok=True)
+    for name in ROOT_FILES:
+        if (out / name).resolve() != (paths.REPO_ROOT / name).resolve():
+            shutil.copyfile(paths.REPO_ROOT / name, out / name)
+    for f in [gene_panel, *extra_files]:
+        f = Path(f)
+        if (wdir / f.name).resolve() != f.resolve():
+            shutil.copyfile(f, wdir / f.name)
+    if copy_example and out.resolve() != paths.REPO_ROOT.resolve():
+        (out / "example").mkdir(exist_ok=True)
+        for f in sorted(paths.EXAMPLE_DIR.iterdir()):
+            if f.is_file() and not f.name.endswith((".fai", ".gzi", ".partial")):
+                shutil.copyfile(f, out / "example" / f.name)
+    rel, md5s, configs = [], [], set()
+    for w in weight_files:
+        w = Path(w)
+        target = wdir / w.name
+        if target.resolve() != w.resolve():
+            shutil.copyfile(w, target)
+        model, _ = load_model(target)
+        configs.add((model.n_genes, model.with_mean))
+        rel.append(f"weights/{w.name}")
+        md5s.append(md5sum(target))
+    if len(configs) != 1:
+        raise ChromDragoNNError(f"weights files differ in gene count or mean input: {sorted(configs)}")
+    n_genes, with_mean = configs.pop()
+    _write_text(out / "model.yaml", render_model_yaml(rel, md5s, n_genes, with_mean, title, description_extra,
+                                                      trained_on=trained_on,
+                                                      gene_panel=f"weights/{Path(gene_panel).name}"))
+    _write_text(out / "dataloader.yaml", render_dataloader_yaml(n_genes, with_mean))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Compatibility of kipoi 0.8.6 with numpy 2
+
+class _NumpyWithLegacyAliases(types.ModuleType):
+    """numpy as kipoi.writers sees it: numpy plus the aliases numpy 2 removed (np.string_, np.unicode_)."""
+
+    def __init__(self):
+        super().__init__("numpy")
+        import numpy
+
+        self._numpy = numpy
+        self.string_ = numpy.bytes_
+        self.unicode_ = numpy.str_
+
+    def __getattr__(self, name):
+        return getattr(self._numpy, name)
+
+
+def apply_kipoi_compat() -> None:
+    """Let kipoi 0.8.6's writers run on numpy 2; idempotent; touches nothing outside kipoi.writers.
+
+    kipoi.writers tests ``dtype.type in [np.string_, np.str_, np.unicode_]`` when it
+    writes HDF5 and TSV; numpy 2 removed both aliases, so ``kipoi predict -o out.h5``
+    fails with AttributeError.  Only kipoi.writers' own reference to numpy is
+    replaced (by numpy plus the two aliases); numpy itself is not modified.
+    """
+    import numpy
+
+    if hasattr(numpy, "string_"):  # numpy 1.x: nothing to do
+        return
+    try:
+        import kipoi.writers as writers
+    except ImportError:
+        return
+    if not isinstance(writers.np, _NumpyWithLegacyAliases):
+        writers.np = _NumpyWithLegacyAliases()
+
+
+def _running_kipoi_cli() -> bool:
+    return Path(sys.argv[0] if sys.argv else "").name == "kipoi" or (
+        getattr(sys.modules.get("__main__"), "__package__", None) == "kipoi")
+
+
+def adapt_kipoi_cli() -> None:
+    """Make the ``kipoi`` command show chromdragonn's warnings, and its errors on one line.
+
+    - ``kipoi`` configures the root logger to print only CRITICAL records, which would
+      hide warnings such as how many panel TFs were filled; a stderr handler for
+      WARNING and above is added to the ``chromdragonn`` logger when that is the case.
+    - Under the ``kipoi`` command only, an uncaught ChromDragoNNError (bad input) is
+      printed as ``error: <message>`` instead of a traceback; other exceptions keep
+      their traceback.  Plain Python, R and pytest are left as they are.
+    """
+    _show_warnings()
+    if _running_kipoi_cli() and not getattr(sys.excepthook, "_chromdragonn", False):
+        previous = sys.excepthook
+
+        def hook(exc_type, exc, tb):
+            if issubclass(exc_type, ChromDragoNNError):
+                print(f"error: {exc}", file=sys.stderr)
+            else:
+                previous(exc_type, exc, tb)
+
+        hook._chromdragonn = True
+        sys.excepthook = hook
+
+
+def _show_warnings() -> None:
+    pkg = logging.getLogger("chromdragonn")
+    if pkg.handlers or not pkg.propagate:
+        return
+    root = logging.getLogger()
+    if not root.handlers or any(h.level <= logging.WARNING for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s [%(name)s] %(message)s"))
+    pkg.addHandler(handler)
+    pkg.propagate = False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chromdragonn.kipoi_files",
+                                     description="Write model.yaml and dataloader.yaml for weights files.")
+    parser.add_argument("weights", nargs="+", help="weights files, relative to --out-dir (e.g. weights/fold0.with_mean.pt)")
+    parser.add_argument("--out-dir", default=str(paths.REPO_ROOT), help="model folder (default: the repository root)")
+    parser.add_argument("--title", default="ChromDragoNN: chromatin accessibility from DNA sequence and TF expression")
+    parser.add_argument("--n-genes", type=int, help="when the weights files do not exist yet")
+    parser.add_argument("--with-mean", choices=["yes", "no"], help="when the weights files do not exist yet")
+    parser.add_argument("--md5", nargs="*", help="when the weights files do not exist yet (placeholders)")
+    parser.add_argument("--description-extra", default="", help="a paragraph appended to info.doc")
+    args = parser.parse_args(argv)
+    out = Path(args.out_dir)
+    try:
+        from chromdragonn.weights import load_model, md5sum
+
+        if all((out / w).is_file() for w in args.weights):
+            loaded = [load_model(out / w)[0] for w in args.weights]
+            n_genes, with_mean = loaded[0].n_genes, loaded[0].with_mean
+            md5s = [md5sum(out / w) for w in args.weights]
+        else:
+            missing = [w for w in args.weights if not (out / w).is_file()]
+            if args.n_genes is None or args.with_mean is None or not args.md5 or len(args.md5) != len(args.weights):
+                raise ChromDragoNNError(
+                    f"weights file(s) {', '.join(missing)} not found under {out}; to render for files that do "
+                    "not exist yet give --n-genes, --with-mean and one --md5 per file")
+            n_genes, with_mean, md5s = args.n_genes, args.with_mean == "yes", args.md5
+        _write_text(out / "model.yaml", render_model_yaml(args.weights, md5s, n_genes, with_mean, args.title,
+                                                                  args.description_extra))
+        _write_text(out / "dataloader.yaml", render_dataloader_yaml(n_genes, with_mean))
+    except ChromDragoNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {out / 'model.yaml'} and {out / 'dataloader.yaml'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Shared fixtures: real data paths and a Kipoi model folder with random-weight folds.
+
+The model folder never depends on weights/ holding trained files: two folds are
+initialised at random (seeded), their batch-norm statistics set from one pass
+over the real example windows (so outputs vary across intervals and contexts as
+a trained model's would), saved by the test, and model.yaml is rendered with their md5s.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EXAMPLE = REPO / "example"
+FASTA = EXAMPLE / "hg19_chr22_1-22000000.fa.gz"
+BED = EXAMPLE / "intervals.bed"
+MEAN_BW = EXAMPLE / "mean_accessibility_example.bw"
+USER_TABLE = EXAMPLE / "user_rnaseq_tpm.tsv"
+# The executables of the environment running the tests (kipoi, Rscript's python).
+VENV_BIN = Path(sys.executable).parent
+
+
+def _calibrated_random_model(seed: int, genes: list[str]):
+    """A random-init ChromDragoNN whose BN running stats come from real example windows."""
+    import numpy as np
+    import torch
+
+    from chromdragonn.expression import ExpressionSource
+    from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
+    from chromdragonn.model import ChromDragoNN, ModelConfig
+
+    torch.manual_seed(seed)
+    model = ChromDragoNN(ModelConfig(n_genes=len(genes), with_mean=True))
+    bed = read_bed(BED).iloc[:12]
+    genome, mean = Genome(FASTA), MeanAccessibility(MEAN_BW)
+    wins = [centered_window(c, s, e) for c, s, e in zip(bed.chrom, bed.start, bed.end)]
+    seq = np.stack([one_hot(genome.fetch(w.chrom, w.start, w.end)) for w in wins])
+    macc = np.array([mean.value(w.chrom, w.start, w.end) for w in wins], dtype=np.float32)
+    expr = ExpressionSource().matrix(["E003", "E116", "E123", "E071"])
+    n, c = len(wins), len(expr)
+    # Row-paired: every window with every context.
+    seq_t = torch.as_tensor(np.repeat(seq, c, axis=0))
+    expr_t = torch.as_tensor(np.tile(expr, (n, 1)))
+    mean_t = torch.as_tensor(np.repeat(macc, c))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: running stats = this batch's stats
+    model.train()
+    with torch.no_grad():
+        model(seq_t, expr_t, mean_t)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.momentum = 0.1
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory) -> list[Path]:
+    from chromdragonn import paths
+    from chromdragonn.weights import read_gene_panel, save_weights
+
+    genes = read_gene_panel(paths.GENE_PANEL)["gene_symbol"].tolist()
+    out = tmp_path_factory.mktemp("random_weights")
+    files = []
+    for fold in range(2):
+        path = out / f"fold{fold}.with_mean.pt"
+        save_weights(_calibrated_random_model(fold, genes), path, genes)
+        files.append(path)
+    return files
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, random_weights) -> Path:
+    """A copy of the root Kipoi files with two random-weight folds (a 2-fold ensemble)."""
+    from chromdragonn import paths
+    from chromdragonn.kipoi_files import write_model_dir
+
+    out = tmp_path_factory.mktemp("kipoi_model")
+    write_model_dir(out, random_weights, "ChromDragoNN test model (random weights, not trained)",
+                    extra_files=[paths.SHIPPED_EXPRESSION])
+    return out
+
+
+@pytest.fixture(scope="session")
+def dl_args() -> dict:
+    """Dataloader arguments on the shipped example, with absolute paths."""
+    return {"intervals_file": str(BED), "fasta_file": str(FASTA), "cell_types": "E003,E116,my_H1_sample",
+            "expression_file": str(USER_TABLE), "mean_bigwig": str(MEAN_BW)}
+
+
+@pytest.fixture(scope="session")
+def kipoi_env() -> dict:
+    """Environment for kipoi / Rscript subprocesses: this venv first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
