@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
+    # kipoiseq registers its own Kipoi dataloader descriptions on import, and kipoi's
+    # parser warns about their (valid) postprocessing fields; that is not the user's business.
+    logging.getLogger("kipoi_utils.external.related.mixins").setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

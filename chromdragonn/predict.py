@@ -23,8 +23,8 @@ from chromdragonn.weights import load_models
 log = logging.getLogger(__name__)
 
 
-def default_weights(model_yaml: Path = paths.MODEL_YAML) -> tuple[list[Path], list[str | None]]:
-    """The weights (and md5s) the root model.yaml declares: the default model."""
+def default_weights(model_yaml: Path = paths.MODEL_YAML):
+    """The default model as the root model.yaml declares it: (files, md5s, n_genes, with_mean)."""
     with open(model_yaml) as fh:
         args = yaml.safe_load(fh)["args"]
     files = args["weights"] if isinstance(args["weights"], list) else [args["weights"]]
@@ -36,17 +36,20 @@ def default_weights(model_yaml: Path = paths.MODEL_YAML) -> tuple[list[Path], li
         raise ChromDragoNNError(
             f"the default model's weights are not there ({', '.join(missing)}); "
             "train them (training/README.md) or pass --weights")
-    return files, md5s
+    return files, md5s, args.get("n_genes"), args.get("with_mean")
+
+
+def _as_list(weights) -> list:
+    return [weights] if isinstance(weights, (str, os.PathLike)) else list(weights)
 
 
 def resolve_model(weights: str | os.PathLike | Sequence[str | os.PathLike] | None = None):
-    """None -> the default model of model.yaml; a path or a list of paths -> that model or ensemble."""
+    """None -> the default model of model.yaml (checked against its md5s, n_genes and
+    with_mean); a path or a list of paths -> that model or ensemble."""
     if weights is None:
-        files, md5s = default_weights()
-        return load_models(files, md5s)
-    if isinstance(weights, (str, os.PathLike)):
-        weights = [weights]
-    return load_models([Path(w) for w in weights])
+        files, md5s, n_genes, with_mean = default_weights()
+        return load_models(files, md5s, n_genes=n_genes, with_mean=with_mean)
+    return load_models([Path(w) for w in _as_list(weights)])
 
 
 def _device(name: str) -> torch.device:
@@ -69,20 +72,13 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
     from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot_batch, read_bed
 
     contexts = parse_contexts(cell_types)
-    model, genes = resolve_model(weights)
-    dev = _device(device)
-    model.to(dev)
-    expression = ExpressionSource(user_table=expression_file, user_units=expression_units)
-    if list(expression.genes) != list(genes):
-        raise ChromDragoNNError(
-            f"the weights ({weights or 'of model.yaml'}) take {len(genes)} genes, which are not the "
-            f"{len(expression.genes)} of the gene panel {paths.GENE_PANEL} the expression is matched to")
-    expr = torch.from_numpy(expression.matrix(contexts)).to(dev)
-
+    # Inputs first (cheap, and an error there should not follow model or expression warnings).
     bed = read_bed(intervals_file)
     genome = Genome(fasta_file)
     for chrom in bed["chrom"].unique():
         genome.resolve(chrom)  # fail before any work if a chromosome is missing
+
+    model, genes = resolve_model(weights)
     mean_track = None
     if model.with_mean:
         bw = mean_bigwig if mean_bigwig is not None else paths.MEAN_BIGWIG
@@ -91,6 +87,16 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
         mean_track = MeanAccessibility(bw)
         for chrom in bed["chrom"].unique():
             mean_track.resolve(chrom)  # likewise for the bigWig, before the progress bar starts
+
+    dev = _device(device)
+    model.to(dev)
+    expression = ExpressionSource(user_table=expression_file, user_units=expression_units)
+    if list(expression.genes) != list(genes):
+        source = "model.yaml's default model" if weights is None else ", ".join(map(str, _as_list(weights)))
+        raise ChromDragoNNError(
+            f"the weights ({source}) take {len(genes)} genes, which are not the "
+            f"{len(expression.genes)} of the gene panel {paths.GENE_PANEL} the expression is matched to")
+    expr = torch.from_numpy(expression.matrix(contexts)).to(dev)
 
     windows = [centered_window(r.chrom, r.start, r.end) for r in bed.itertuples()]
     probs = np.empty((len(bed), len(contexts)), dtype=np.float32)
