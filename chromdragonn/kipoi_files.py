@@ -153,7 +153,15 @@ def render_model_yaml(weights: list[str], md5s: list[str], n_genes: int, with_me
             "inputs": inputs,
             "targets": {"name": "accessibility", "shape": "(None,)", "doc": TARGET_DOC},
         },
-        "postprocessing": {"variant_effects": {"seq_input": ["seq"]}},
+        "postprocessing": {"variant_effects": {
+            "seq_input": ["seq"],
+            # kipoi_veff's scores on P(accessible): diff (default) = P(alt) - P(ref),
+            # logit = logit(alt) - logit(ref), and the raw ref / alt probabilities.
+            "scoring_functions": [{"name": "diff", "type": "diff", "default": True},
+                                  {"name": "logit", "type": "logit"},
+                                  {"name": "ref", "type": "ref"},
+                                  {"name": "alt", "type": "alt"}],
+        }},
         "dependencies": {"pip": pip_pins()},
         "test": {"precision_decimal": 5},
     }

@@ -1,0 +1,633 @@
+"""Variant-effect scores: VCF alleles -> reference / alternative windows -> scores per cell context.
+
+For each VCF record, the window is the 1,000 bp whose 0-based index 499 holds the
+record's first REF base (kipoiseq ``Interval(chrom, POS - 1, POS).resize(1000)``,
+i.e. genome positions [POS - 500, POS + 500) 0-based).  The reference window has
+the VCF's REF there and the alternative window the ALT.  When REF and ALT differ
+in length (indels) the ALT window keeps 1,000 bp by taking real flanking sequence
+symmetrically around the variant: an ALT d bases longer than REF drops floor(d/2)
+bases on the left and ceil(d/2) on the right; an ALT d bases shorter takes
+floor(d/2) more bases on the left and ceil(d/2) more on the right (see
+:func:`allele_window`).  Past a chromosome end the window is padded with N.
+
+Each window goes through the trunk once; the contexts only run the split head
+(``predict_grid``), so C contexts cost about what one does.  The mean
+accessibility input (models that have it) is that of the reference window's
+central 200 bp, the same for REF and ALT.
+
+Scores, per allele and context, from P = P(accessible):
+``ref`` = P(ref), ``alt`` = P(alt), ``diff`` = P(alt) - P(ref),
+``abs_diff`` = |diff|, ``logit`` = logit(P(alt)) - logit(P(ref)) (P clipped to
+[1e-7, 1 - 1e-7]).  With ``both_strands`` the probabilities of a window and of
+its reverse complement are averaged before the scores are taken, as the fold
+ensemble averages its members' probabilities.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from chromdragonn import paths
+from chromdragonn.errors import ChromDragoNNError
+
+log = logging.getLogger(__name__)
+
+WINDOW = 1000
+VARIANT_INDEX = WINDOW // 2 - 1  # 499: the first REF base's index in the window
+SCORES = ("diff", "ref", "alt", "logit", "abs_diff")
+SCORE_DOC = {"diff": "P(alt) - P(ref)", "ref": "P(ref)", "alt": "P(alt)",
+             "logit": "logit(P(alt)) - logit(P(ref))", "abs_diff": "|P(alt) - P(ref)|"}
+REF_MISMATCH_MODES = ("flag", "skip", "stop")
+KEY_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT"]
+REF_MATCH_COLUMN = "ref_match"
+INFO_PREFIX = "CDN"
+LOGIT_EPS = 1e-7
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+# ---------------------------------------------------------------------------
+# Shared with ism.py: model, expression, mean track, device
+# ---------------------------------------------------------------------------
+
+def resolve_model_option(model: str | os.PathLike | Sequence | None = None):
+    """--model: None or 'ensemble' -> the default ensemble of model.yaml; a fold number
+    ('0'..'4' or 'fold3') -> that member of it; otherwise weights file path(s), comma-separated.
+    Returns (model, genes)."""
+    from chromdragonn.predict import default_weights, resolve_model
+    from chromdragonn.weights import load_models
+
+    def defaults():
+        """(files, md5s, n_genes, with_mean) of the default model that model.yaml declares."""
+        try:
+            declared = default_weights()
+        except ChromDragoNNError as exc:  # predict.py's message names its own option
+            raise ChromDragoNNError(str(exc).replace("--weights", "--model WEIGHTS.pt")) from None
+        files, md5s = declared[0], declared[1]
+        n_genes, with_mean = (declared[2], declared[3]) if len(declared) >= 4 else (None, None)
+        return files, md5s, n_genes, with_mean
+
+    if model is None or (isinstance(model, str) and model.strip().lower() in ("", "ensemble")):
+        files, md5s, n_genes, with_mean = defaults()
+        return load_models(files, md5s, n_genes=n_genes, with_mean=with_mean)
+    if isinstance(model, str):
+        m = re.fullmatch(r"(?:fold)?(\d+)", model.strip().lower())
+        if m and not Path(model).exists():
+            files, md5s, n_genes, with_mean = defaults()
+            i = int(m.group(1))
+            if i >= len(files):
+                raise ChromDragoNNError(f"--model fold {i}: model.yaml lists {len(files)} folds (0-{len(files) - 1})")
+            return load_models([files[i]], [md5s[i]], n_genes=n_genes, with_mean=with_mean)
+        model = [p.strip() for p in model.split(",") if p.strip()]
+    return resolve_model(model)
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    name = str(name)
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ChromDragoNNError(f"device {name!r} asked for, but torch sees no CUDA device")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ChromDragoNNError(f"unknown device {name!r}; use cpu or cuda") from None
+
+
+def context_expression(contexts: Sequence[str], genes: Sequence[str], expression_file=None,
+                       expression_units: str = "tpm", gene_panel=None, shipped=None) -> np.ndarray:
+    """(C, G) float32 arcsinh(TPM) of the contexts, in the weights' gene order."""
+    from chromdragonn.expression import ExpressionSource
+
+    source = ExpressionSource(gene_panel=gene_panel or paths.GENE_PANEL,
+                              shipped=shipped if shipped is not None else paths.SHIPPED_EXPRESSION,
+                              user_table=expression_file, user_units=expression_units)
+    if list(source.genes) != list(genes):
+        raise ChromDragoNNError(
+            f"the gene panel ({len(source.genes)} genes) does not match the {len(genes)} genes the weights "
+            "were trained on")
+    return source.matrix(list(contexts))
+
+
+def open_mean_track(model, mean_bigwig=None):
+    """The mean-accessibility track when the model takes it, else None."""
+    from chromdragonn.genome import MeanAccessibility
+
+    if not model.with_mean:
+        return None
+    bw = Path(mean_bigwig) if mean_bigwig is not None else paths.MEAN_BIGWIG
+    if not bw.is_file():
+        raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig (--mean-bigwig); not found: {bw}")
+    return MeanAccessibility(bw)
+
+
+# ---------------------------------------------------------------------------
+# Windows
+# ---------------------------------------------------------------------------
+
+def fetch(genome, chrom: str, start: int, end: int) -> str:
+    """``genome.fetch`` (kept as a name the tests and ISM use; the pyfaidx BGZF work-around lives there)."""
+    return genome.fetch(chrom, start, end)
+
+
+def window_start(pos: int) -> int:
+    """0-based start of the window of a variant at 1-based ``pos`` (first REF base at index 499)."""
+    return pos - 1 - VARIANT_INDEX
+
+
+def allele_window(genome, chrom: str, pos: int, ref_len: int, allele: str, width: int = WINDOW) -> str:
+    """The ``width``-bp sequence with ``allele`` in place of the ``ref_len`` bases at 1-based ``pos``.
+
+    An allele as long as REF starts at index 499.  One d = len(allele) - ref_len
+    bases longer starts at 499 - floor(d/2) (drops floor(d/2) flanking bases on the
+    left, ceil(d/2) on the right); one |d| bases shorter starts at 499 + floor(|d|/2)
+    (takes that many more real bases on the left, the rest on the right).
+    """
+    p0 = pos - 1
+    d = len(allele) - ref_len
+    shift = int(d / 2)  # toward zero
+    left_len = VARIANT_INDEX - shift
+    right_len = width - left_len - len(allele)
+    left = fetch(genome, chrom, p0 - left_len, p0) if left_len > 0 else ""
+    right = fetch(genome, chrom, p0 + ref_len, p0 + ref_len + right_len) if right_len > 0 else ""
+    seq = left + allele.upper() + right
+    if left_len < 0:  # an insertion longer than the window: keep its middle
+        seq = seq[-left_len:]
+    return seq[:width]
+
+
+def reverse_complement(seq: str) -> str:
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+# ---------------------------------------------------------------------------
+# Reading the VCF
+# ---------------------------------------------------------------------------
+
+def open_vcf(path: str | os.PathLike):
+    """cyvcf2 reader, or a one-line error for a missing or non-VCF file."""
+    import cyvcf2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChromDragoNNError(f"VCF file not found: {path}")
+    try:
+        return cyvcf2.VCF(str(path))
+    except OSError:
+        raise ChromDragoNNError(f"{path} is not a VCF or BCF file (plain or bgzipped) that htslib can read") from None
+
+
+@dataclass
+class Counts:
+    """What happened to the VCF's records and alleles."""
+    records: int = 0
+    alleles_scored: int = 0
+    ref_mismatch_flagged: int = 0
+    ref_mismatch_skipped: int = 0
+    symbolic: int = 0
+    star: int = 0
+    missing_alt: int = 0
+    beyond_end: int = 0
+    in_n_gap: int = 0
+    chrom_missing: Counter = field(default_factory=Counter)
+    chroms_seen: set = field(default_factory=set)
+
+    def log(self, vcf, genome, n_contexts: int) -> None:
+        log.info("%d VCF records read; %d alleles scored in %d contexts", self.records, self.alleles_scored,
+                 n_contexts)
+        if self.alleles_scored == 0:
+            log.info("0 variants scored")
+        skipped = [
+            (self.symbolic, "symbolic ALT alleles (<DEL>, breakends, ...) skipped"),
+            (self.star, "'*' ALT alleles (overlapping deletion) skipped"),
+            (self.missing_alt, "records with a missing ALT ('.') skipped"),
+            (self.beyond_end, f"records beyond the end of their chromosome in {genome.path} "
+                              f"({', '.join(f'{k} is {v:,} bp' for k, v in genome.lengths.items())}) skipped"),
+            (self.in_n_gap, f"records whose REF lies on N bases of {genome.path} (assembly gap or outside the "
+                            "FASTA's sequence) skipped"),
+            (self.ref_mismatch_skipped, f"alleles whose REF does not match {genome.path} skipped "
+                                        "(--ref-mismatch skip)"),
+        ]
+        for n, what in skipped:
+            if n:
+                log.warning("%d %s", n, what)
+        if self.chrom_missing:
+            log.warning("%d records on chromosome(s) not in %s skipped (chr-prefix naming was reconciled): %s",
+                        sum(self.chrom_missing.values()), genome.path,
+                        ", ".join(f"{k} ({v})" for k, v in self.chrom_missing.items()))
+        if self.ref_mismatch_flagged:
+            log.warning("%d alleles whose VCF REF does not match %s were scored with the VCF alleles and "
+                        "flagged (%s = 0)", self.ref_mismatch_flagged, genome.path, REF_MATCH_COLUMN)
+
+
+@dataclass
+class _Allele:
+    record: int  # index of its record in the chunk
+    alt: str
+    alt_index: int  # 0-based among the record's ALTs (VCF Number=A order)
+    ref_match: bool
+
+
+@dataclass
+class _Record:
+    variant: object  # the cyvcf2 Variant, kept for VCF output
+    chrom: str
+    pos: int
+    ref: str
+    fasta_chrom: str | None
+    alleles: list
+
+
+def _is_symbolic(alt: str) -> bool:
+    return alt.startswith("<") or "[" in alt or "]" in alt
+
+
+def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk_alleles: int
+                 ) -> Iterator[list[_Record]]:
+    """Records in chunks of about ``chunk_alleles`` scorable alleles; every record is yielded
+    (unscorable ones with no alleles) so a VCF output can copy it."""
+    chunk: list[_Record] = []
+    n_alleles = 0
+    fasta_names: dict[str, str | None] = {}
+    for variant in vcf:
+        counts.records += 1
+        chrom, pos, ref = variant.CHROM, int(variant.POS), str(variant.REF)
+        counts.chroms_seen.add(chrom)
+        if chrom not in fasta_names:
+            from chromdragonn.genome import match_chrom
+
+            fasta_names[chrom] = match_chrom(chrom, genome.lengths)
+        name = fasta_names[chrom]
+        rec = _Record(variant, chrom, pos, ref, name, [])
+        chunk.append(rec)
+        if name is None:
+            counts.chrom_missing[chrom] += 1
+        elif pos > genome.lengths[name]:
+            counts.beyond_end += 1
+        else:
+            genome_ref = fetch(genome, name, pos - 1, pos - 1 + len(ref))
+            alts = [str(a) for a in variant.ALT]
+            if set(genome_ref) == {"N"} and set(ref.upper()) != {"N"}:
+                counts.in_n_gap += 1
+            elif not alts or alts == ["."]:
+                counts.missing_alt += 1
+            else:
+                match = genome_ref == ref.upper()
+                for i, alt in enumerate(alts):
+                    if alt == "*":
+                        counts.star += 1
+                        continue
+                    if _is_symbolic(alt) or alt in (".", ""):
+                        counts.symbolic += 1
+                        continue
+                    if not match:
+                        if ref_mismatch == "stop":
+                            raise ChromDragoNNError(
+                                f"{vcf_path}: record {counts.records} ({chrom}:{pos}) has REF {ref[:20]} but "
+                                f"{genome.path} has {genome_ref[:20]} there (--ref-mismatch stop)")
+                        if ref_mismatch == "skip":
+                            counts.ref_mismatch_skipped += 1
+                            continue
+                        counts.ref_mismatch_flagged += 1
+                    rec.alleles.append(_Allele(len(chunk) - 1, alt, i, match))
+                    counts.alleles_scored += 1
+                    n_alleles += 1
+        # Records that cannot be scored still count, so a VCF of them stays bounded too.
+        if n_alleles >= chunk_alleles or len(chunk) >= 8 * chunk_alleles:
+            yield chunk
+            chunk, n_alleles = [], 0
+    if chunk:
+        yield chunk
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------
+
+def scores_from_probs(p_ref: np.ndarray, p_alt: np.ndarray, scores: Sequence[str]) -> dict[str, np.ndarray]:
+    p_ref = np.asarray(p_ref, dtype=np.float64)
+    p_alt = np.asarray(p_alt, dtype=np.float64)
+    out = {}
+    for s in scores:
+        if s == "diff":
+            out[s] = p_alt - p_ref
+        elif s == "abs_diff":
+            out[s] = np.abs(p_alt - p_ref)
+        elif s == "ref":
+            out[s] = p_ref
+        elif s == "alt":
+            out[s] = p_alt
+        elif s == "logit":
+            a = np.clip(p_alt, LOGIT_EPS, 1 - LOGIT_EPS)
+            r = np.clip(p_ref, LOGIT_EPS, 1 - LOGIT_EPS)
+            out[s] = (np.log(a) - np.log1p(-a)) - (np.log(r) - np.log1p(-r))
+    return out
+
+
+def parse_scores(scores) -> list[str]:
+    items = scores.split(",") if isinstance(scores, str) else list(scores)
+    items = [s.strip() for s in items if s.strip()]
+    bad = [s for s in items if s not in SCORES]
+    if bad or not items:
+        raise ChromDragoNNError(f"unknown score(s) {', '.join(bad) or '(none)'}; choose from {', '.join(SCORES)}")
+    return list(dict.fromkeys(items))
+
+
+class VariantScorer:
+    """Scores allele chunks: trunk once per window, contexts through the split head."""
+
+    def __init__(self, model, expression: np.ndarray, contexts: Sequence[str], genome, scores=("diff",),
+                 mean_track=None, both_strands: bool = False, batch_size: int = 32, device="cpu"):
+        self.model = model
+        self.device = torch_device(device)
+        self.expr = torch.as_tensor(np.asarray(expression, dtype=np.float32), device=self.device)
+        self.contexts = list(contexts)
+        self.genome = genome
+        self.scores = list(scores)
+        self.mean_track = mean_track
+        self.both_strands = both_strands
+        self.batch_size = max(1, int(batch_size))
+        self.columns = [f"{c}/{s}" for c in self.contexts for s in self.scores]
+
+    @torch.no_grad()
+    def _probs(self, seqs: list[str], means: np.ndarray | None) -> np.ndarray:
+        from chromdragonn.genome import one_hot_batch
+
+        out = np.empty((len(seqs), len(self.contexts)), dtype=np.float64)
+        for lo in range(0, len(seqs), self.batch_size):
+            x = torch.from_numpy(one_hot_batch(seqs[lo: lo + self.batch_size])).to(self.device)
+            m = None if means is None else torch.as_tensor(means[lo: lo + self.batch_size], device=self.device)
+            p = self.model.predict_grid(x, self.expr, m).double()
+            if self.both_strands:
+                p = (p + self.model.predict_grid(x.flip(1, 2), self.expr, m).double()) / 2
+            out[lo: lo + len(x)] = p.cpu().numpy()
+        return out
+
+    def score_chunk(self, chunk: list[_Record]) -> pd.DataFrame:
+        """One row per scorable allele of the chunk: key columns, scores, ref_match."""
+        recs = [r for r in chunk if r.alleles]
+        alleles = [a for r in recs for a in r.alleles]
+        if not alleles:
+            return pd.DataFrame(columns=KEY_COLUMNS + self.columns + [REF_MATCH_COLUMN])
+        ref_seqs = [allele_window(self.genome, r.fasta_chrom, r.pos, len(r.ref), r.ref) for r in recs]
+        alt_seqs = [allele_window(self.genome, chunk[a.record].fasta_chrom, chunk[a.record].pos,
+                                  len(chunk[a.record].ref), a.alt) for a in alleles]
+        rec_row = {id(r): i for i, r in enumerate(recs)}
+        allele_rec = np.array([rec_row[id(chunk[a.record])] for a in alleles])
+        means = None
+        if self.mean_track is not None:
+            means = np.array([self.mean_track.value(r.fasta_chrom, window_start(r.pos), window_start(r.pos) + WINDOW)
+                              for r in recs], dtype=np.float32)
+        probs = self._probs(ref_seqs + alt_seqs, None if means is None else np.concatenate([means, means[allele_rec]]))
+        p_ref = probs[: len(recs)][allele_rec]
+        p_alt = probs[len(recs):]
+        values = scores_from_probs(p_ref, p_alt, self.scores)
+        df = pd.DataFrame({
+            "#CHROM": [chunk[a.record].chrom for a in alleles],
+            "POS": [chunk[a.record].pos for a in alleles],
+            "ID": [chunk[a.record].variant.ID or "." for a in alleles],
+            "REF": [chunk[a.record].ref for a in alleles],
+            "ALT": [a.alt for a in alleles],
+        })
+        cols = {f"{c}/{s}": values[s][:, j] for j, c in enumerate(self.contexts) for s in self.scores}
+        df = pd.concat([df, pd.DataFrame(cols)], axis=1)
+        df[REF_MATCH_COLUMN] = [int(a.ref_match) for a in alleles]
+        return df
+
+
+# ---------------------------------------------------------------------------
+# Writers: TSV and VCF, each to <out>.partial then renamed
+# ---------------------------------------------------------------------------
+
+def _info_id(context: str, score: str) -> str:
+    # VCF INFO keys: [A-Za-z_][0-9A-Za-z_.]*
+    return f"{INFO_PREFIX}_{re.sub(r'[^0-9A-Za-z_.]', '_', context)}_{score}"
+
+
+def is_vcf_output(path: str | os.PathLike) -> bool:
+    name = str(path).lower()
+    return name.endswith(".vcf") or name.endswith(".vcf.gz") or name.endswith(".vcf.bgz")
+
+
+class _TsvWriter:
+    def __init__(self, path: Path, columns: list[str]):
+        self.fh = open(path, "w")
+        self.fh.write("\t".join(KEY_COLUMNS + columns + [REF_MATCH_COLUMN]) + "\n")
+
+    def write(self, chunk, df: pd.DataFrame) -> None:
+        if len(df):
+            df.to_csv(self.fh, sep="\t", header=False, index=False, float_format="%.6g")
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _VcfWriter:
+    """The input VCF, every record, with one Number=A Float INFO field per (context, score)."""
+
+    def __init__(self, path: Path, vcf, contexts, scores, final_name: str):
+        import cyvcf2
+
+        self.keys = [(c, s, _info_id(c, s)) for c in contexts for s in scores]
+        seen = Counter(k for _, _, k in self.keys)
+        if any(n > 1 for n in seen.values()):
+            raise ChromDragoNNError("context names collide once made VCF-safe; rename them or write a TSV")
+        for c, s, key in self.keys:
+            vcf.add_info_to_header({"ID": key, "Number": "A", "Type": "Float",
+                                    "Description": f"ChromDragoNN {s} in context {c}: {SCORE_DOC[s]}, "
+                                                   "P = P(accessible) of the 1 kb window; '.' = not scored"})
+        self.flag = f"{INFO_PREFIX}_REF_MISMATCH"
+        vcf.add_info_to_header({"ID": self.flag, "Number": "0", "Type": "Flag",
+                                "Description": "ChromDragoNN: the VCF REF does not match the FASTA; scored with "
+                                               "the VCF alleles"})
+        gz = final_name.endswith(".gz") or final_name.endswith(".bgz")
+        self.writer = cyvcf2.Writer(str(path), vcf, mode="wz" if gz else "w")
+
+    def write(self, chunk: list[_Record], df: pd.DataFrame) -> None:
+        row = 0
+        values = {key: df[f"{c}/{s}"].to_numpy() for c, s, key in self.keys} if len(df) else {}
+        for rec in chunk:
+            v = rec.variant
+            if rec.alleles:
+                n_alt = len(v.ALT)
+                for key in values:
+                    cells = ["."] * n_alt
+                    for k, a in enumerate(rec.alleles):
+                        cells[a.alt_index] = f"{values[key][row + k]:.6g}"
+                    v.INFO[key] = ",".join(cells)
+                if not rec.alleles[0].ref_match:
+                    v.INFO[self.flag] = True
+                row += len(rec.alleles)
+            self.writer.write_record(v)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ---------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------
+
+def _prepare(vcf, fasta, contexts, expression, expression_units, model, scores, ref_mismatch, mean_bigwig,
+             both_strands, batch_size, device):
+    """Open and check every input before any output exists."""
+    from chromdragonn.expression import parse_contexts
+    from chromdragonn.genome import Genome
+
+    scores = parse_scores(scores)
+    if ref_mismatch not in REF_MISMATCH_MODES:
+        raise ChromDragoNNError(f"--ref-mismatch must be one of {', '.join(REF_MISMATCH_MODES)}, got {ref_mismatch!r}")
+    reader = open_vcf(vcf)
+    genome = Genome(fasta)
+    contexts = parse_contexts(contexts)
+    if isinstance(model, (tuple, list)) and len(model) == 2 and hasattr(model[0], "predict_grid"):
+        net, genes = model  # an already loaded (model, genes)
+    else:
+        net, genes = resolve_model_option(model)
+    dev = torch_device(device)
+    net.to(dev).eval()
+    expr = context_expression(contexts, genes, expression, expression_units)
+    mean_track = open_mean_track(net, mean_bigwig)
+    scorer = VariantScorer(net, expr, contexts, genome, scores, mean_track, both_strands, batch_size, dev)
+    return reader, genome, scorer
+
+
+def _finish(counts: Counts, genome, vcf_path, n_contexts: int) -> None:
+    if counts.records and not (counts.chroms_seen - set(counts.chrom_missing)):
+        raise ChromDragoNNError(
+            f"none of the VCF's chromosomes ({', '.join(sorted(counts.chroms_seen)[:10])}) is in {genome.path} "
+            f"(chr-prefix naming was already reconciled); the FASTA has {', '.join(genome.chromosomes[:10])}")
+    counts.log(vcf_path, genome, n_contexts)
+
+
+def _stream(reader, genome, scorer: VariantScorer, vcf_path, ref_mismatch: str, progress: bool, sink=None,
+            keep: bool = True) -> tuple[pd.DataFrame | None, Counts]:
+    counts = Counts()
+    frames = []
+    bar = tqdm(unit=" variants", disable=not progress, desc="scoring variants", smoothing=0.1)
+    try:
+        for chunk in _read_chunks(reader, genome, counts, ref_mismatch, vcf_path, scorer.batch_size):
+            df = scorer.score_chunk(chunk)
+            if sink is not None:
+                sink.write(chunk, df)
+            if keep:
+                frames.append(df)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    _finish(counts, genome, vcf_path, len(scorer.contexts))
+    if not keep:
+        return None, counts
+    empty = pd.DataFrame(columns=KEY_COLUMNS + scorer.columns + [REF_MATCH_COLUMN])
+    frames = [f for f in frames if len(f)]
+    df = pd.concat(frames, ignore_index=True) if frames else empty
+    return df, counts
+
+
+def write_variant_scores(vcf, fasta, contexts, output, expression=None, expression_units: str = "tpm",
+                         model=None, scores=("diff",), both_strands: bool = False, batch_size: int = 32,
+                         device: str = "cpu", ref_mismatch: str = "flag", mean_bigwig=None,
+                         progress: bool = True, keep: bool = False):
+    """Stream scores to ``output`` (TSV, or VCF / VCF.gz with INFO fields), memory bounded by one chunk.
+
+    Written to ``<output>.partial`` and renamed when complete.  Returns (DataFrame or None, Counts).
+    """
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise ChromDragoNNError(f"output folder does not exist: {output.parent}")
+    reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
+                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device)
+    tmp = output.with_name(output.name + ".partial")
+    sink = None
+    try:
+        if is_vcf_output(output):
+            sink = _VcfWriter(tmp, reader, scorer.contexts, scorer.scores, output.name.lower())
+        else:
+            sink = _TsvWriter(tmp, scorer.columns)
+        df, counts = _stream(reader, genome, scorer, vcf, ref_mismatch, progress, sink, keep)
+        sink.close()
+        sink = None
+        os.replace(tmp, output)
+    finally:
+        if sink is not None:
+            try:
+                sink.close()
+            except Exception:  # already failing; the partial file is removed below
+                pass
+        if tmp.exists():
+            tmp.unlink()
+        reader.close()
+    return df, counts
+
+
+def score_variants(vcf, fasta, contexts, expression=None, expression_units: str = "tpm", model=None,
+                   scores=("diff",), both_strands: bool = False, batch_size: int = 32, device: str = "cpu",
+                   ref_mismatch: str = "flag", mean_bigwig=None, output=None, progress: bool = False
+                   ) -> pd.DataFrame:
+    """Score every ALT allele of a VCF in each context; one row per allele.
+
+    Columns: ``#CHROM POS ID REF ALT`` (as in the VCF), one ``<context>/<score>``
+    column per context and score, and ``ref_match`` (1 when the VCF REF equals the
+    FASTA, 0 when it does not: scored with the VCF alleles, see ``ref_mismatch``).
+    ``model``: None / 'ensemble' (default ensemble of model.yaml), a fold number,
+    weights path(s), or an already loaded ``(model, genes)`` pair.  With
+    ``output`` the scores are also written there (TSV or VCF).
+    """
+    if output is not None:
+        df, _ = write_variant_scores(vcf, fasta, contexts, output, expression, expression_units, model, scores,
+                                     both_strands, batch_size, device, ref_mismatch, mean_bigwig, progress,
+                                     keep=True)
+        return df
+    reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
+                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device)
+    try:
+        df, _ = _stream(reader, genome, scorer, vcf, ref_mismatch, progress)
+    finally:
+        reader.close()
+    return df
+
+
+def _run(args) -> int:
+    write_variant_scores(args.vcf, args.fasta, args.contexts, args.output, expression=args.expression,
+                         expression_units=args.expression_units, model=args.model, scores=args.scores,
+                         both_strands=args.both_strands, batch_size=args.batch_size, device=args.device,
+                         ref_mismatch=args.ref_mismatch, mean_bigwig=args.mean_bigwig, progress=not args.quiet)
+    log.info("wrote %s", args.output)
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "score-variants", help="effect of VCF variants on accessibility in chosen cell contexts",
+        description="Score each ALT allele of a VCF: P(accessible) of the 1 kb window with the ALT minus that "
+                    "with the REF (and other scores), in each named cell context.  Writes a TSV, or the input "
+                    "VCF with INFO fields when OUTPUT ends in .vcf or .vcf.gz.")
+    p.add_argument("--vcf", required=True, help="VCF or bgzipped VCF, any order; chr22 and 22 both work")
+    p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
+    p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116")
+    p.add_argument("-o", "--output", required=True, help="output .tsv, or .vcf / .vcf.gz for an annotated VCF")
+    p.add_argument("--expression", default=None,
+                   help="your own RNA-seq table (genes x contexts); its contexts can then be named")
+    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
+    p.add_argument("--model", default=None,
+                   help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, or weights file(s), "
+                        "comma-separated")
+    p.add_argument("--scores", default="diff",
+                   help=f"comma-separated scores among {', '.join(SCORES)} (default: diff)")
+    p.add_argument("--both-strands", action="store_true",
+                   help="average P over each window and its reverse complement")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--ref-mismatch", default="flag", choices=list(REF_MISMATCH_MODES),
+                   help="VCF REF differs from the FASTA: flag (score with the VCF alleles, ref_match = 0; default), "
+                        "skip the allele, or stop with an error")
+    p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
