@@ -34,25 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
     # kipoiseq registers its own Kipoi dataloader descriptions on import, and kipoi's
     # parser warns about their (valid) postprocessing fields; that is not the user's business.
     logging.getLogger("kipoi_utils.external.related.mixins").setLevel(logging.ERROR)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+
+
+def run_command(func, args) -> int:
+    """Run a subcommand; bad input becomes one ``error:`` line and exit status 2."""
     try:
-        return int(args.func(args) or 0)
+        return int(func(args) or 0)
     except ChromDragoNNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -290,16 +290,11 @@ def add_cli(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from chromdragonn.cli import run_command, setup_logging
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    try:
-        return run(args)
-    except ChromDragoNNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    setup_logging()
+    return run_command(run, args)
 
 
 if __name__ == "__main__":
