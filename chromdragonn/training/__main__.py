@@ -1,0 +1,360 @@
+"""``python -m chromdragonn.training COMMAND``: the training pipeline's command line.
+
+Commands (see training/README.md):
+  simulate        build the benchmark store with simulated labels (real sequence, RNA, motifs)
+  preprocess      peaks (one BED/narrowPeak per context) + RNA-seq -> a store
+  import-release  the original ChromDragoNN joblib release -> a store
+  folds           write the folds file (train / valid / test contexts per fold)
+  stage1 / stage2 train one fold (stage2 --no-mean for the model without the mean feature)
+  evaluate        one fold's four rows on held-out contexts (training and held-out loci)
+  report          training/REPORT.md from the evaluated folds
+  export          weights/, folds.tsv, mean bigWig, model.yaml
+  run             everything for the folds of a config, in order, resuming what is done
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from chromdragonn.errors import ChromDragoNNError
+
+log = logging.getLogger("chromdragonn.training")
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def load_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ChromDragoNNError(f"config file not found: {path}")
+    with open(path) as fh:
+        cfg = yaml.safe_load(fh)
+    if not isinstance(cfg, dict):
+        raise ChromDragoNNError(f"{path}: not a YAML mapping")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            cfg[key] = value
+    for key in ("store", "folds_file", "run_dir"):
+        if key not in cfg:
+            raise ChromDragoNNError(f"{path}: missing key {key!r}")
+    return cfg
+
+
+def _threads(cfg: dict) -> None:
+    import torch
+
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
+
+
+def fold_dir(cfg: dict, fold: int) -> Path:
+    return Path(cfg["run_dir"]) / f"fold{fold}"
+
+
+def cmd_simulate(args) -> int:
+    from chromdragonn.training.simulate import build_simulated_store
+
+    store, rule = build_simulated_store(
+        args.out, args.fasta, args.rna, args.rna_units, args.gene_panel, args.lambert, args.motifs,
+        args.chromosomes.split(","), args.regions.split(",") if args.regions else None, args.blacklist,
+        seed=args.seed, rule_out=args.rule_out)
+    print(f"wrote {store.directory}: {len(store)} bins x {len(store.contexts)} contexts (simulated labels); "
+          f"context TFs {', '.join(rule.tfs)}")
+    return 0
+
+
+def cmd_preprocess(args) -> int:
+    from chromdragonn.training.preprocess import build_store_from_peaks, read_peaks_manifest
+
+    store = build_store_from_peaks(args.out, args.fasta, read_peaks_manifest(args.peaks), args.rna, args.rna_units,
+                                   args.gene_panel, args.chromosomes.split(","),
+                                   args.regions.split(",") if args.regions else None, args.blacklist)
+    print(f"wrote {store.directory}: {len(store)} bins x {len(store.contexts)} contexts")
+    return 0
+
+
+def cmd_import_release(args) -> int:
+    from chromdragonn.training.release import import_release
+
+    store = import_release(args.dnase_dir, args.rna, args.out)
+    print(f"wrote {store.directory}: {len(store)} windows x {len(store.contexts)} contexts")
+    return 0
+
+
+def cmd_folds(args) -> int:
+    from chromdragonn.training.folds import make_folds, write_folds
+    from chromdragonn.training.store import Store
+
+    df = make_folds(Store(args.store).contexts, args.n_folds, args.n_valid, args.seed)
+    write_folds(df, args.out)
+    print(f"wrote {args.out}: {args.n_folds} folds")
+    return 0
+
+
+def _cfg(args) -> dict:
+    cfg = load_config(args.config, {"store": args.store, "run_dir": args.run_dir,
+                                     "folds_file": args.folds_file})
+    _threads(cfg)
+    return cfg
+
+
+def cmd_stage1(args) -> int:
+    from chromdragonn.training.train import train_stage1
+
+    cfg = _cfg(args)
+    train_stage1(cfg, args.fold, fold_dir(cfg, args.fold) / "stage1")
+    return 0
+
+
+def cmd_stage2(args) -> int:
+    from chromdragonn.training.train import train_stage2
+
+    cfg = _cfg(args)
+    fd = fold_dir(cfg, args.fold)
+    with_mean = not args.no_mean
+    stage1 = Path(args.stage1) if args.stage1 else fd / "stage1" / "stage1.pt"
+    if not stage1.is_file():
+        raise ChromDragoNNError(f"stage-1 state {stage1} not found: run stage1 for fold {args.fold} first")
+    train_stage2(cfg, args.fold, fd / ("stage2_with_mean" if with_mean else "stage2_no_mean"), with_mean, stage1)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from chromdragonn.training.evaluate import evaluate_fold
+
+    cfg = _cfg(args)
+    fd = fold_dir(cfg, args.fold)
+    w_mean, w_nomean = fd / "stage2_with_mean" / "weights.pt", fd / "stage2_no_mean" / "weights.pt"
+    res = evaluate_fold(cfg, args.fold, w_mean if w_mean.is_file() else None,
+                        w_nomean if w_nomean.is_file() else None, fd / "eval")
+    for setting, r in res["settings"].items():
+        print(setting + ": " + ", ".join(f"{m} AUPRC {v['auprc']:.3f}" for m, v in r["methods"].items()))
+    return 0
+
+
+def _timings(cfg: dict) -> str:
+    import pandas as pd
+
+    rows = []
+    for fd in sorted(Path(cfg["run_dir"]).glob("fold*")):
+        for stage in ("stage1", "stage2_with_mean", "stage2_no_mean"):
+            h = fd / stage / "history.tsv"
+            if h.is_file():
+                df = pd.read_csv(h, sep="\t")
+                best = df["valid_auprc"].max()
+                rows.append(f"| {fd.name} | {stage} | {len(df)} | {df['seconds'].iloc[-1]:.0f} | {best:.3f} |")
+    if not rows:
+        return ""
+    timing_file = Path(cfg["run_dir"]) / "timings.json"
+    extra = ""
+    if timing_file.is_file():
+        t = json.loads(timing_file.read_text())
+        extra = "\n".join(f"- {k}: {v:.0f} s" for k, v in t.items()) + "\n"
+    return ("Training steps, wall-clock seconds and best validation AUPRC (stage 1: training contexts on "
+            "validation loci; stage 2: validation contexts on validation loci), as measured in this run:\n\n"
+            "| fold | stage | steps | seconds | best validation AUPRC |\n|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n\n" + extra)
+
+
+def _exact_mean_section(cfg: dict) -> str:
+    """The mean baseline with each bin's own mean (the paper's definition) beside the smoothed
+    track the model gets (what the bigWig can hold), on the same evaluation bins."""
+    import numpy as np
+
+    from chromdragonn.training.evaluate import auprc
+    from chromdragonn.training.train import FoldData
+
+    ev = cfg.get("evaluate", {})
+    rows = []
+    for fd in sorted(Path(cfg["run_dir"]).glob("fold*/eval/metrics.json")):
+        fold = int(fd.parent.parent.name[4:])
+        data = FoldData(cfg, fold)
+        cells = []
+        for bins, n, tag in ((data.train_bins, ev.get("bins_training_loci"), 3),
+                             (data.heldout_bins, ev.get("bins_heldout_loci"), 4)):
+            idx = data.sample(bins, n, tag)
+            y = np.asarray(data.store.labels[idx][:, data.test_ctx])
+            exact = np.asarray(data.store.labels[idx][:, data.train_ctx]).mean(axis=1)
+            for score in (data.mean[idx], exact):
+                cells.append(auprc(y, np.repeat(score[:, None], y.shape[1], axis=1)))
+        rows.append(f"| {fold} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+    if not rows:
+        return ""
+    return ("The mean baseline above uses the smoothed mean-accessibility track that the with-mean model "
+            "receives (50 bp segments, what the shipped bigWig holds; see `chromdragonn/training/data.py`). "
+            "With each bin's own mean over the training contexts (the paper's definition) instead, on the "
+            "same bins:\n\n| fold | training loci, smoothed | training loci, exact | held-out loci, smoothed | "
+            "held-out loci, exact |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+
+
+def cmd_report(args) -> int:
+    from chromdragonn.training.report import write_report
+
+    cfg = _cfg(args)
+    commands = cfg.get("report_commands") or [f"python -m chromdragonn.training run --config {args.config}"]
+    summary = Path(args.summary).read_text() if args.summary else ""
+    write_report(cfg, cfg["run_dir"], args.out, args.figures, commands,
+                 extra_sections=_timings(cfg) + "\n" + _exact_mean_section(cfg), summary=summary)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from chromdragonn.training.export import export_run
+
+    cfg = _cfg(args)
+    res = export_run(cfg, cfg["run_dir"], args.weights_dir,
+                     ship_no_mean=tuple(int(x) for x in args.ship_no_mean.split(",")) if args.ship_no_mean else (),
+                     write_root_yaml=not args.no_yaml, per_fold_dir=args.per_fold_dir)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Every fold: stage 1, stage 2 with and without mean, evaluation; skips finished parts."""
+    from chromdragonn.training.evaluate import evaluate_fold
+    from chromdragonn.training.train import FoldData, train_stage1, train_stage2
+
+    cfg = _cfg(args)
+    run_dir = Path(cfg["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    timing_file = run_dir / "timings.json"
+    timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(int(cfg.get("n_folds", 5))))
+    for fold in folds:
+        fd = fold_dir(cfg, fold)
+        t0 = time.time()
+        data = FoldData(cfg, fold)
+        if not (fd / "stage1" / "stage1.pt").is_file():
+            train_stage1(cfg, fold, fd / "stage1", data=data)
+        for with_mean in (True, False):
+            out = fd / ("stage2_with_mean" if with_mean else "stage2_no_mean")
+            if not (out / "weights.pt").is_file():
+                train_stage2(cfg, fold, out, with_mean, fd / "stage1" / "stage1.pt", data=data)
+        if not (fd / "eval" / "metrics.json").is_file():
+            t1 = time.time()
+            evaluate_fold(cfg, fold, fd / "stage2_with_mean" / "weights.pt", fd / "stage2_no_mean" / "weights.pt",
+                          fd / "eval", data=data)
+            timings[f"fold {fold} evaluation"] = time.time() - t1
+        timings[f"fold {fold} total (this invocation)"] = time.time() - t0
+        timing_file.write_text(json.dumps(timings, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m chromdragonn.training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("simulate", help="benchmark store with simulated labels")
+    s.add_argument("--out", required=True)
+    s.add_argument("--fasta", required=True, help="plain or bgzipped FASTA (e.g. example/hg19_chr22_1-22000000.fa.gz)")
+    s.add_argument("--rna", default=str(SHARED / "expression" / "57epigenomes.RPKM.pc.gz"))
+    s.add_argument("--rna-units", default="rpkm", choices=["tpm", "rpkm"])
+    s.add_argument("--gene-panel", default=None)
+    s.add_argument("--lambert", default=str(SHARED / "tf_lists" / "Lambert2018_DatabaseExtract_v_1.01.csv"))
+    s.add_argument("--motifs", default=str(SHARED / "motifs" / "JASPAR2024_CORE_vertebrates_latest.meme"))
+    s.add_argument("--chromosomes", default="22")
+    s.add_argument("--regions", default="22:16050000-22000000", help="comma-separated CHROM:START-END")
+    s.add_argument("--blacklist", default=str(SHARED / "genome" / "hg19-blacklist.v2.bed"))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--rule-out", default=None, help="also write the fitted rule JSON here")
+    s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("preprocess", help="peaks + RNA-seq -> store")
+    s.add_argument("--peaks", required=True, help="TSV manifest: context<TAB>BED/narrowPeak file")
+    s.add_argument("--fasta", required=True)
+    s.add_argument("--rna", required=True, help="genes x contexts table (TSV/CSV, optionally gzipped)")
+    s.add_argument("--rna-units", default="tpm", choices=["tpm", "rpkm"])
+    s.add_argument("--gene-panel", default=None)
+    s.add_argument("--chromosomes", required=True, help="comma-separated, e.g. chr1,chr2")
+    s.add_argument("--regions", default=None)
+    s.add_argument("--blacklist", default=None)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_preprocess)
+
+    s = sub.add_parser("import-release", help="original ChromDragoNN joblib release -> store")
+    s.add_argument("--dnase-dir", required=True)
+    s.add_argument("--rna", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_import_release)
+
+    s = sub.add_parser("folds", help="write the folds file")
+    s.add_argument("--store", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--n-folds", type=int, default=5)
+    s.add_argument("--n-valid", type=int, default=4)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_folds)
+
+    def with_config(s):
+        s.add_argument("--config", required=True)
+        s.add_argument("--store", default=None, help="override the config's store")
+        s.add_argument("--run-dir", default=None, help="override the config's run_dir")
+        s.add_argument("--folds-file", default=None, help="override the config's folds_file")
+
+    for name, func in (("stage1", cmd_stage1), ("stage2", cmd_stage2), ("evaluate", cmd_evaluate)):
+        s = sub.add_parser(name)
+        with_config(s)
+        s.add_argument("--fold", type=int, required=True)
+        if name == "stage2":
+            s.add_argument("--no-mean", action="store_true", help="the model without the mean feature")
+            s.add_argument("--stage1", default=None, help="stage-1 state (default: the fold's)")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("report")
+    with_config(s)
+    s.add_argument("--out", default="training/REPORT.md")
+    s.add_argument("--figures", default="training/figures")
+    s.add_argument("--summary", default=None, help="markdown file placed at the top of the report")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("export")
+    with_config(s)
+    s.add_argument("--weights-dir", default=None)
+    s.add_argument("--ship-no-mean", default="0", help="folds whose no-mean model is shipped (comma-separated)")
+    s.add_argument("--no-yaml", action="store_true", help="do not rewrite the root model.yaml")
+    s.add_argument("--per-fold-dir", default=None, help="also write one Kipoi model folder per shipped model here")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("run")
+    with_config(s)
+    s.add_argument("--folds", default=None, help="comma-separated fold numbers (default: all)")
+    s.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    from chromdragonn import paths
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s: %(message)s")
+    if getattr(args, "gene_panel", "unset") is None:
+        args.gene_panel = str(paths.GENE_PANEL)
+    if getattr(args, "weights_dir", "unset") is None:
+        args.weights_dir = str(paths.WEIGHTS_DIR)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ChromDragoNNError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

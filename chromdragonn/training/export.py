@@ -1,0 +1,141 @@
+"""Export a finished run: weights/ (fp16 fold files), folds.tsv, mean bigWig, model.yaml.
+
+What goes where (repository layout, docs/DESIGN.md):
+- ``weights/fold{f}.with_mean.pt`` for every fold and ``weights/fold{f}.no_mean.pt``
+  for the folds in ``ship_no_mean`` (fp16 matrices, fp32 1-D tensors; predictions checked
+  against fp32 on 256 store windows x all contexts, refused above 1e-3);
+- ``weights/folds.tsv``: the train / valid / test contexts of each fold;
+- ``weights/mean_accessibility_<chrom>.bw``: the mean-accessibility track over ALL
+  the store's contexts (every context is a training context of some fold, and at
+  prediction time users ask about new contexts), 50 bp steps (see data.mean_track);
+- the root ``model.yaml`` / ``dataloader.yaml``: the with-mean fold ensemble (default
+  model), and, when ``per_fold_dir`` is given, one Kipoi model folder per fold model.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from chromdragonn import paths
+from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.weights import load_model, save_weights
+
+log = logging.getLogger(__name__)
+
+
+def write_mean_bigwig(store, ctx_idx, path: str | os.PathLike) -> Path:
+    """The mean-accessibility track of ``ctx_idx`` as a bigWig (50 bp fixed steps), atomically."""
+    import pyBigWig
+
+    from chromdragonn.training.data import mean_track
+    from chromdragonn.training.store import STEP
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    track = mean_track(store, np.asarray(ctx_idx))
+    header = []
+    for c in sorted(track):
+        length = store.chromosomes[c]["length"] or int(track[c][0] + len(track[c][1]) * STEP)
+        header.append((store.chrom_names[c], int(length)))
+    bw = pyBigWig.open(str(tmp), "w")
+    bw.addHeader(header)
+    for c in sorted(track):
+        first, values = track[c]
+        length = dict(header)[store.chrom_names[c]]
+        n = min(len(values), (length - first) // STEP)
+        bw.addEntries(store.chrom_names[c], int(first), values=[float(v) for v in values[:n]], span=STEP, step=STEP)
+    bw.close()
+    os.replace(tmp, path)
+    return path
+
+
+def save_weights_fp16(model, path: str | os.PathLike, genes) -> str:
+    """A weights file with matrices and kernels in fp16 and 1-D tensors (biases, batch-norm
+    parameters and statistics: a few kB) kept in fp32, which halves the error of all-fp16
+    storage.  Same format as :func:`chromdragonn.weights.save_weights` (it writes the file;
+    this only narrows its tensors); ``load_model`` casts everything back to fp32."""
+    from chromdragonn.weights import md5sum
+
+    path = Path(path)
+    save_weights(model, path, genes, half=False)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["state_dict"] = {k: (v.half() if v.is_floating_point() and v.dim() > 1 else v)
+                             for k, v in payload["state_dict"].items()}
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return md5sum(path)
+
+
+def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.PathLike, store, n: int = 256,
+                       seed: int = 0) -> float:
+    """Largest |P(fp16 weights) - P(fp32 weights)| over n store windows x all contexts,
+    with the mean feature the shipped bigWig gives (mean over all the store's contexts)."""
+    from chromdragonn.training.data import mean_feature
+
+    m32, _ = load_model(weights_fp32)
+    m16, _ = load_model(weights_fp16)
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(store), min(n, len(store)), replace=False))
+    seq = torch.from_numpy(store.onehot(idx))
+    expr = torch.from_numpy(store.expression)
+    mean = torch.from_numpy(mean_feature(store, np.arange(len(store.contexts)))[idx])
+    with torch.no_grad():
+        a = m32.predict_grid(seq, expr, mean if m32.with_mean else None)
+        b = m16.predict_grid(seq, expr, mean if m16.with_mean else None)
+    return float((a - b).abs().max())
+
+
+def export_run(cfg: dict, run_dir: str | os.PathLike, weights_dir: str | os.PathLike = paths.WEIGHTS_DIR,
+               folds: list[int] | None = None, ship_no_mean: tuple[int, ...] = (0,),
+               write_root_yaml: bool = True, per_fold_dir: str | os.PathLike | None = None) -> dict:
+    from chromdragonn.kipoi_files import write_model_dir
+    from chromdragonn.training.folds import read_folds
+    from chromdragonn.training.store import Store
+
+    run_dir, weights_dir = Path(run_dir), Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(cfg["store"])
+    folds_df = read_folds(cfg["folds_file"])
+    folds = sorted(folds_df["fold"].unique()) if folds is None else folds
+    shipped, gaps = [], {}
+    for f in folds:
+        for with_mean in (True, False):
+            if not with_mean and f not in ship_no_mean:
+                continue
+            src = run_dir / f"fold{f}" / ("stage2_with_mean" if with_mean else "stage2_no_mean") / "weights.pt"
+            if not src.is_file():
+                raise ChromDragoNNError(f"{src} is missing: train fold {f} stage 2 first")
+            dst = weights_dir / f"fold{f}.{'with_mean' if with_mean else 'no_mean'}.pt"
+            model, genes = load_model(src)
+            save_weights_fp16(model, dst, genes)
+            gaps[dst.name] = half_precision_gap(src, dst, store)
+            if gaps[dst.name] > 1e-3:
+                raise ChromDragoNNError(f"{dst}: fp16 predictions differ from fp32 by {gaps[dst.name]:.2e} (> 1e-3)")
+            shipped.append(dst)
+    tmp = weights_dir / "folds.tsv.partial"
+    shutil.copyfile(cfg["folds_file"], tmp)
+    os.replace(tmp, weights_dir / "folds.tsv")
+    chrom = store.chrom_names[0]
+    bw = write_mean_bigwig(store, np.arange(len(store.contexts)),
+                           weights_dir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
+    with_mean_files = [p for p in shipped if "with_mean" in p.name]
+    if write_root_yaml and with_mean_files and weights_dir.resolve() == paths.WEIGHTS_DIR.resolve():
+        write_model_dir(paths.REPO_ROOT, with_mean_files,
+                        title="ChromDragoNN: chromatin accessibility from DNA sequence and TF expression "
+                              f"({len(with_mean_files)}-fold ensemble, with mean accessibility)",
+                        description_extra=cfg.get("model_description", ""), copy_example=False)
+    if per_fold_dir is not None:
+        for p in shipped:
+            write_model_dir(Path(per_fold_dir) / p.stem.replace(".", "_"), [p],
+                            title=f"ChromDragoNN {p.stem} (one fold model)",
+                            description_extra=cfg.get("model_description", ""),
+                            extra_files=[paths.SHIPPED_EXPRESSION, bw] if paths.SHIPPED_EXPRESSION.is_file() else [bw])
+    log.info("exported %s; fp16 vs fp32 max |dP| %s", ", ".join(p.name for p in shipped),
+             ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
+    return {"weights": [str(p) for p in shipped], "fp16_max_abs_diff": gaps, "mean_bigwig": str(bw)}

@@ -1,0 +1,142 @@
+"""training/REPORT.md from the per-fold metrics of a run (and its figures)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from chromdragonn.training.evaluate import METHOD_NAMES, OPEN_FRACTION_LABELS, PAPER_AUPRC, plot_pr_curves
+
+SETTINGS = ("training loci", "held-out loci")
+
+
+def _nanmean(values, axis=None):
+    """np.nanmean without the all-NaN warning (a Fig. 1E bin can have no positives)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
+
+
+def _f(x: float) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
+
+
+def plot_fig1e(fold_results: list[dict], setting: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    methods = [m for m in METHOD_NAMES if m in fold_results[0]["settings"][setting]["methods"]]
+    width = 0.8 / len(methods)
+    x = np.arange(len(OPEN_FRACTION_LABELS))
+    for k, m in enumerate(methods):
+        vals = _nanmean([[b["auprc"] for b in r["settings"][setting]["methods"][m]["fig1e"]] for r in fold_results],
+                          axis=0)
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=METHOD_NAMES[m])
+    ax.set_xticks(x, OPEN_FRACTION_LABELS)
+    ax.set_xlabel("fraction of training contexts in which the bin is open")
+    ax.set_ylabel("AUPRC (mean over folds)")
+    ax.set_title(f"held-out contexts, {setting} (simulated labels; cf. the paper's Fig. 1E)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".partial" + path.suffix)
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(cfg: dict, run_dir: str | os.PathLike, out_md: str | os.PathLike, figures_dir: str | os.PathLike,
+                 commands: list[str], extra_sections: str = "", summary: str = "") -> str:
+    run_dir, out_md, figures_dir = Path(run_dir), Path(out_md), Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    fold_dirs = sorted(run_dir.glob("fold*/eval/metrics.json"), key=lambda p: int(p.parent.parent.name[4:]))
+    results = [json.loads(p.read_text()) for p in fold_dirs]
+    if not results:
+        raise FileNotFoundError(f"no fold*/eval/metrics.json under {run_dir}")
+    methods = [m for m in METHOD_NAMES if m in results[0]["settings"]["training loci"]["methods"]]
+    rel = os.path.relpath(figures_dir, out_md.parent)
+    lines = ["# Training report: ChromDragoNN on the chr22 benchmark with simulated labels", ""]
+    lines += [
+        "**Read this first.** The labels of this benchmark are *simulated labels*: real hg19 chr22 sequence, "
+        "the real TF expression of the 56 Roadmap epigenomes and real JASPAR motifs, but accessibility drawn "
+        "from a documented, seeded generative rule (`chromdragonn/training/simulate.py`, parameters in "
+        "`chromdragonn/training/simulated_rule.json`). The paper's numbers are on real DNase-seq over 123 "
+        "contexts and the whole genome; ours are on simulated labels over a 5.95 Mb slice of chr22. They "
+        "are shown side by side only as a reference for the ordering of the rows, not as a like-for-like "
+        "comparison.", ""]
+    if summary:
+        lines += [summary.rstrip(), ""]
+    for setting in SETTINGS:
+        lines += [f"## Held-out contexts, {setting}", ""]
+        r0 = results[0]["settings"][setting]
+        lines += [f"{r0['bins']} bins per fold (seeded uniform sample) x the fold's test contexts; positive rate "
+                  f"{np.mean([r['settings'][setting]['positive_rate'] for r in results]):.3f}. AUPRC / AUROC "
+                  "pooled over all (bin, test context) pairs of the fold.", ""]
+        header = "| method | " + " | ".join(f"fold {r['fold']}" for r in results) + \
+                 " | mean over folds | paper (real DNase) |"
+        lines += ["AUPRC:", "", header, "|" + "---|" * (len(results) + 3)]
+        for m in methods:
+            vals = [r["settings"][setting]["methods"][m]["auprc"] for r in results]
+            paper = f"{PAPER_AUPRC[m]:.3f}" if setting == "training loci" else "-"
+            lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(_f(v) for v in vals) + f" | **{_f(np.mean(vals))}** | {paper} |")
+        lines += ["", "AUROC:", "", header.replace(" | paper (real DNase) |", " |"), "|" + "---|" * (len(results) + 2)]
+        for m in methods:
+            vals = [r["settings"][setting]["methods"][m]["auroc"] for r in results]
+            lines.append(f"| {METHOD_NAMES[m]} | " + " | ".join(_f(v) for v in vals) + f" | **{_f(np.mean(vals))}** |")
+        if "resnet_expr_mean" in methods:
+            beats = [r["settings"][setting]["methods"]["resnet_expr_mean"]["auprc"]
+                     > r["settings"][setting]["methods"]["weighted_mean"]["auprc"] for r in results]
+            means = {m: np.mean([r["settings"][setting]["methods"][m]["auprc"] for r in results]) for m in methods}
+            order = sorted(methods, key=lambda m: means[m])
+            lines += ["", f"ResNet + expression + mean beats the weighted-mean baseline in "
+                          f"{sum(beats)} of {len(beats)} folds. Ordering of the mean AUPRCs (low to high): "
+                          + " < ".join(METHOD_NAMES[m] for m in order)
+                          + (" -- the paper's ordering." if order == list(PAPER_AUPRC) else
+                             " -- the paper's is mean < weighted mean < ResNet + expression < ResNet + expression + mean."), ""]
+        # Fig. 1E
+        lines += [f"Fig. 1E analogue (AUPRC by the fraction of training contexts in which the bin is open, "
+                  f"mean over folds; pairs and positives of fold {results[0]['fold']}):", "",
+                  "| open fraction | pairs | positives | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
+                  "|" + "---|" * (len(methods) + 3)]
+        for k, label in enumerate(OPEN_FRACTION_LABELS):
+            b0 = results[0]["settings"][setting]["methods"][methods[0]]["fig1e"][k]
+            vals = [_nanmean([r["settings"][setting]["methods"][m]["fig1e"][k]["auprc"] for r in results]) for m in methods]
+            lines.append(f"| {label} | {b0['pairs']} | {b0['positives']} | " + " | ".join(_f(v) for v in vals) + " |")
+        tag = setting.replace(" ", "_").replace("-", "")
+        plot_fig1e(results, setting, figures_dir / f"fig1e_{tag}.png")
+        lines += ["", f"![Fig. 1E analogue, {setting}]({rel}/fig1e_{tag}.png)", ""]
+    lines += ["## Precision-recall curves", ""]
+    for r, p in zip(results, fold_dirs):
+        curves = json.loads((p.parent / "pr_curves.json").read_text())
+        png = figures_dir / f"pr_fold{r['fold']}.png"
+        plot_pr_curves(curves, f"fold {r['fold']}: test contexts {', '.join(r['test_contexts'])}", png)
+        lines.append(f"![PR curves fold {r['fold']}]({rel}/{png.name})")
+    lines += ["", "## Per-context AUPRC (held-out contexts, training loci)", "",
+              "| fold | context | positives | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
+              "|" + "---|" * (len(methods) + 3)]
+    for r in results:
+        ms = r["settings"]["training loci"]["methods"]
+        for c in r["test_contexts"]:
+            lines.append(f"| {r['fold']} | {c} | {ms[methods[0]]['per_context'][c]['positives']} | "
+                         + " | ".join(_f(ms[m]["per_context"][c]["auprc"]) for m in methods) + " |")
+    lines += ["", "## Folds", "", "| fold | test contexts | validation contexts | training contexts |", "|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['fold']} | {', '.join(r['test_contexts'])} | {', '.join(r['valid_contexts'])} | "
+                     f"{len(r['train_contexts'])} |")
+    lines += ["", "## What was run", "", "Configuration (`yaml.safe_load`):", "", "```yaml",
+              yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+    if extra_sections:
+        lines += [extra_sections.rstrip(), ""]
+    lines += ["Commands, from the repository root:", "", "```sh"] + commands + ["```", ""]
+    text = "\n".join(lines)
+    tmp = out_md.with_name(out_md.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, out_md)
+    return text

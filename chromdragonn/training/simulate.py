@@ -1,0 +1,402 @@
+"""Simulated labels: a documented, seeded generative rule for accessibility.
+
+No multi-context DNase data is available here, so the training benchmark keeps
+everything real (hg19 sequence, the 56 Roadmap epigenomes' TF expression, JASPAR
+motifs of panel TFs) except the labels, which come from this rule.  The rule
+scores ANY 1,000 bp one-hot window in ANY context given as a TF-expression row,
+so the true effect of a variant in a context is known too.
+
+The rule (all quantities of the central 200 bp bin, positions 400-599):
+
+    logit(x, c) = b0
+                + a_gc  * (GC(x)  - gc_mean)  / gc_sd           context-independent
+                + a_cpg * (CpG(x) - cpg_mean) / cpg_sd          context-independent
+                + sum_k  w_k * occ_k(x)        (constitutive motifs, e.g. CTCF)
+                + sum_m  w_m * (occ_m(x) - occ_mean_m) * gate_m(c)   (context motifs)
+
+    occ_m(x)  = sum over both strands and every start whose motif middle lies in
+                the bin of sigmoid(LLR_m(x, start) - threshold_m)  (soft site count;
+                LLR in bits against a uniform background)
+    gate_m(c) = clip((e_mc - lo_m) / (hi_m - lo_m), 0, 1), e_mc = arcsinh(TPM) of
+                TF m in context c, lo/hi = its 10th/90th percentile over the 56 contexts
+    P(accessible) = sigmoid(logit);  label = 1 if u < P, u ~ U(0,1) seeded per (bin, context)
+
+Subtracting occ_mean_m keeps the overall positive rate steady when a TF is
+switched on (its sites open, the rest of the genome closes slightly); b0 is
+calibrated so that about 5% of (bin, context) pairs are positive.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from chromdragonn.errors import ChromDragoNNError
+
+log = logging.getLogger(__name__)
+
+RULE_NAME = "simulated labels"
+RULE_FORMAT = "chromdragonn-simulated-rule/1"
+DEFAULT_RULE = Path(__file__).resolve().parent / "simulated_rule.json"
+BIN_START, BIN_END = 400, 600  # central 200 bp of a 1,000 bp window
+
+
+def _as_tensor(x) -> torch.Tensor:
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    return x.to(torch.float64)
+
+
+@dataclass
+class MotifTerm:
+    tf: str
+    motif_id: str
+    llr: np.ndarray        # (width, 4) log2 odds, A C G T
+    threshold: float
+    weight: float
+    occ_mean: float = 0.0  # context motifs only
+    gene_index: int = -1   # column in the expression input (context motifs only)
+    lo: float = 0.0
+    hi: float = 1.0
+
+
+class SimulatedAccessibility:
+    """The generative rule; see the module docstring.  Build once, score many windows.
+
+    ``logit(onehot (N, 1000, 4), expression (C, G)) -> (N, C)`` float64 numpy;
+    ``probability`` is its sigmoid.  ``expression`` is arcsinh(TPM) in the order
+    of ``genes`` (the gene panel).
+    """
+
+    def __init__(self, params: dict, genes: Sequence[str]):
+        if params.get("format") != RULE_FORMAT:
+            raise ChromDragoNNError(f"not a simulated-labels rule (format {RULE_FORMAT})")
+        self.params = params
+        self.genes = list(genes)
+        index = {g: i for i, g in enumerate(self.genes)}
+        self.constitutive = [MotifTerm(m["tf"], m["motif_id"], np.asarray(m["llr"]), m["threshold"], m["weight"])
+                             for m in params["constitutive_motifs"]]
+        self.context_terms = []
+        for m in params["context_motifs"]:
+            if m["tf"] not in index:
+                raise ChromDragoNNError(f"simulated-labels TF {m['tf']} is not in the gene panel")
+            self.context_terms.append(MotifTerm(m["tf"], m["motif_id"], np.asarray(m["llr"]), m["threshold"],
+                                                m["weight"], m["occ_mean"], index[m["tf"]], m["lo"], m["hi"]))
+        terms = self.constitutive + self.context_terms
+        self._pad = max(t.llr.shape[0] for t in terms)
+        filters = np.zeros((2 * len(terms), 4, self._pad))
+        thresholds = np.zeros(2 * len(terms))
+        span = BIN_END - BIN_START + 2 * self._pad
+        n_out = span - self._pad + 1
+        mask = np.zeros((2 * len(terms), n_out))
+        for i, t in enumerate(terms):
+            w = t.llr.shape[0]
+            filters[2 * i, :, :w] = t.llr.T
+            filters[2 * i + 1, :, :w] = t.llr[::-1, ::-1].T  # reverse complement (ACGT reversed = TGCA)
+            thresholds[2 * i: 2 * i + 2] = t.threshold
+            # output j is the motif starting at BIN_START - pad + j; count it when its middle is in the bin
+            starts = BIN_START - self._pad + np.arange(n_out)
+            middle = starts + w // 2
+            ok = (middle >= BIN_START) & (middle < BIN_END)
+            mask[2 * i: 2 * i + 2] = ok
+        self._filters = torch.from_numpy(filters)
+        self._thresholds = torch.from_numpy(thresholds)[None, :, None]
+        self._mask = torch.from_numpy(mask)[None]
+        self._n_const = len(self.constitutive)
+        self._gene_idx = torch.tensor([t.gene_index for t in self.context_terms], dtype=torch.long)
+        self._lo = torch.tensor([t.lo for t in self.context_terms], dtype=torch.float64)
+        self._hi = torch.tensor([t.hi for t in self.context_terms], dtype=torch.float64)
+        self._w_ctx = torch.tensor([t.weight for t in self.context_terms], dtype=torch.float64)
+        self._occ_mean = torch.tensor([t.occ_mean for t in self.context_terms], dtype=torch.float64)
+        self._w_const = torch.tensor([t.weight for t in self.constitutive], dtype=torch.float64)
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | os.PathLike = DEFAULT_RULE, genes: Sequence[str] | None = None):
+        """Read a rule JSON; ``genes`` defaults to the shipped gene panel."""
+        path = Path(path)
+        if not path.is_file():
+            raise ChromDragoNNError(f"simulated-labels rule file not found: {path}")
+        with open(path) as fh:
+            params = json.load(fh)
+        if genes is None:
+            from chromdragonn import paths
+            from chromdragonn.weights import read_gene_panel
+
+            genes = list(read_gene_panel(paths.GENE_PANEL)["gene_symbol"])
+        return cls(params, genes)
+
+    @classmethod
+    def default(cls) -> "SimulatedAccessibility":
+        """The rule that made the shipped benchmark's labels."""
+        return cls.load(DEFAULT_RULE)
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        with open(tmp, "w") as fh:
+            json.dump(self.params, fh, indent=1)
+        os.replace(tmp, path)
+
+    # ---- scoring --------------------------------------------------------------------
+    def _check(self, onehot: torch.Tensor) -> None:
+        if onehot.dim() != 3 or onehot.shape[1] != 1000 or onehot.shape[2] != 4:
+            raise ChromDragoNNError(f"simulated labels score one-hot windows of shape (N, 1000, 4), got {tuple(onehot.shape)}")
+
+    def sequence_terms(self, onehot) -> tuple[np.ndarray, np.ndarray]:
+        """Context-independent part (N,) and context-motif occupancies (N, M)."""
+        x = _as_tensor(onehot)
+        self._check(x)
+        p = self.params
+        centre = x[:, BIN_START:BIN_END, :]
+        gc = centre[:, :, 1:3].sum(dim=(1, 2)) / (BIN_END - BIN_START)
+        cpg = (x[:, BIN_START:BIN_END, 1] * x[:, BIN_START + 1:BIN_END + 1, 2]).sum(dim=1)
+        crop = x[:, BIN_START - self._pad: BIN_END + self._pad, :].transpose(1, 2)
+        llr = F.conv1d(crop, self._filters)  # (N, 2T, n_out)
+        occ = (torch.sigmoid(llr - self._thresholds) * self._mask).sum(dim=2)
+        occ = occ[:, 0::2] + occ[:, 1::2]  # both strands -> (N, T)
+        const = (p["a_gc"] * (gc - p["gc_mean"]) / p["gc_sd"]
+                 + p["a_cpg"] * (cpg - p["cpg_mean"]) / p["cpg_sd"]
+                 + occ[:, : self._n_const] @ self._w_const)
+        return const.numpy(), occ[:, self._n_const:].numpy()
+
+    def gates(self, expression) -> np.ndarray:
+        """(C, G) arcsinh(TPM) -> (C, M) gate in [0, 1] of each context motif's TF."""
+        e = _as_tensor(expression)
+        if e.dim() != 2 or e.shape[1] != len(self.genes):
+            raise ChromDragoNNError(
+                f"expression must be (contexts, {len(self.genes)} panel genes), got {tuple(e.shape)}")
+        g = (e[:, self._gene_idx] - self._lo) / (self._hi - self._lo)
+        return g.clamp(0.0, 1.0).numpy()
+
+    def logit_from_terms(self, const: np.ndarray, occ: np.ndarray, gates: np.ndarray) -> np.ndarray:
+        w = self._w_ctx.numpy()
+        ctx = ((occ - self._occ_mean.numpy()) * w) @ gates.T  # (N, C)
+        return self.params["b0"] + const[:, None] + ctx
+
+    def logit(self, onehot, expression) -> np.ndarray:
+        """(N, 1000, 4) one-hot and (C, G) arcsinh(TPM) -> (N, C) logit of P(accessible)."""
+        const, occ = self.sequence_terms(onehot)
+        return self.logit_from_terms(const, occ, self.gates(expression))
+
+    def probability(self, onehot, expression) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logit(onehot, expression)))
+
+    @property
+    def tfs(self) -> list[str]:
+        return [t.tf for t in self.context_terms]
+
+
+def sample_labels(prob: np.ndarray, seed: int, row_offset: int = 0, n_rows_total: int | None = None) -> np.ndarray:
+    """Bernoulli draws, reproducible per (row, context) whatever the chunking.
+
+    One uniform per (row, context) from a generator keyed on (seed, row), so a
+    chunk of rows gets the same labels as the whole matrix would.
+    """
+    n, c = prob.shape
+    out = np.empty((n, c), dtype=np.uint8)
+    for i in range(n):
+        u = np.random.default_rng([seed, row_offset + i]).random(c)
+        out[i] = u < prob[i]
+    return out
+
+
+# ---- building the rule from real data ---------------------------------------------
+
+def choose_tfs(expression_arcsinh, panel_symbols: Sequence[str], motif_names: dict[str, str],
+               families: dict[str, str], n_tfs: int, min_max_arcsinh: float = 3.0) -> list[str]:
+    """TFs whose expression varies most across the contexts, one per DNA-binding family.
+
+    expression_arcsinh: DataFrame contexts x panel genes (symbols).  A TF needs a
+    JASPAR motif named after it and a maximum arcsinh(TPM) >= ``min_max_arcsinh``
+    (TPM >= 10) so that it is really expressed somewhere.
+    """
+    sd = expression_arcsinh.std(axis=0)
+    mx = expression_arcsinh.max(axis=0)
+    chosen, used_families = [], set()
+    for tf in sd.sort_values(ascending=False, kind="mergesort").index:
+        if tf.upper() not in motif_names or mx[tf] < min_max_arcsinh or tf not in panel_symbols:
+            continue
+        fam = families.get(tf, tf)
+        if fam in used_families:
+            continue
+        chosen.append(tf)
+        used_families.add(fam)
+        if len(chosen) == n_tfs:
+            break
+    return chosen
+
+
+def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str | os.PathLike,
+               lambert_csv: str | os.PathLike, seed: int = 0, n_tfs: int = 10,
+               constitutive_tfs: Sequence[str] = ("CTCF",), site_rate: float = 1 / 4000,
+               target_rate: float = 0.05, a_gc: float = 0.8, a_cpg: float = 1.0,
+               weight_range: tuple[float, float] = (2.5, 4.0), constitutive_weight: float = 3.0) -> dict:
+    """Fit the rule's free numbers on real data and return its JSON-able parameters.
+
+    windows_sample: (N, 1000, 4) one-hot windows of the genome (a seeded sample of
+    bins); expression_arcsinh: DataFrame contexts x panel gene symbols.
+    Thresholds give each motif ``site_rate`` hits per position and strand on the
+    sample; b0 gives ``target_rate`` positives over sample x contexts.
+    """
+    import pandas as pd
+
+    from chromdragonn.training.motifs import log_odds, read_meme
+
+    rng = np.random.default_rng(seed)
+    motifs = read_meme(motif_file)
+    by_name: dict[str, str] = {}
+    pfms = {}
+    for m in motifs:
+        if "::" in m.name:
+            continue  # dimers: no single TF to gate them
+        by_name.setdefault(m.name.upper(), m.motif_id)
+        pfms[m.motif_id] = m.pfm
+    lam = pd.read_csv(lambert_csv)
+    lam = lam[lam["Is TF?"] == "Yes"]
+    families = dict(zip(lam["HGNC symbol"].astype(str).str.strip(), lam["DBD"].astype(str)))
+    panel = list(expression_arcsinh.columns)
+    for tf in constitutive_tfs:
+        if tf.upper() not in by_name:
+            raise ChromDragoNNError(f"{motif_file}: no motif named {tf}")
+    tfs = choose_tfs(expression_arcsinh.drop(columns=[t for t in constitutive_tfs if t in panel]),
+                     panel, by_name, families, n_tfs)
+    weights = rng.uniform(*weight_range, size=len(tfs))
+
+    def term(tf, weight):
+        mid = by_name[tf.upper()]
+        return {"tf": tf, "motif_id": mid, "llr": np.round(log_odds(pfms[mid]), 5).tolist(),
+                "threshold": 0.0, "weight": float(weight)}
+
+    params = {
+        "format": RULE_FORMAT, "name": RULE_NAME, "seed": int(seed),
+        "motif_source": Path(motif_file).name, "site_rate": site_rate, "target_rate": target_rate,
+        "a_gc": a_gc, "a_cpg": a_cpg, "gc_mean": 0.0, "gc_sd": 1.0, "cpg_mean": 0.0, "cpg_sd": 1.0, "b0": 0.0,
+        "constitutive_motifs": [term(tf, constitutive_weight) for tf in constitutive_tfs],
+        "context_motifs": [],
+    }
+    for tf, w in zip(tfs, weights):
+        e = expression_arcsinh[tf].to_numpy()
+        t = term(tf, w)
+        t.update(lo=float(np.percentile(e, 10)), hi=float(np.percentile(e, 90)), occ_mean=0.0)
+        params["context_motifs"].append(t)
+
+    # Thresholds: the (1 - site_rate) quantile of each motif's LLR on the sample, both strands.
+    x = torch.from_numpy(windows_sample.astype(np.float64))
+    for t in params["constitutive_motifs"] + params["context_motifs"]:
+        llr = torch.from_numpy(np.asarray(t["llr"]))
+        filt = torch.stack([llr.T, llr.flip(0).flip(1).T])
+        s = F.conv1d(x.transpose(1, 2), filt).flatten().numpy()
+        t["threshold"] = float(np.quantile(s, 1 - site_rate))
+    centre = windows_sample[:, BIN_START:BIN_END, :].astype(np.float64)
+    gc = centre[:, :, 1:3].sum(axis=(1, 2)) / (BIN_END - BIN_START)
+    cpg = (windows_sample[:, BIN_START:BIN_END, 1] * windows_sample[:, BIN_START + 1:BIN_END + 1, 2]).sum(axis=1)
+    params.update(gc_mean=float(gc.mean()), gc_sd=float(gc.std()), cpg_mean=float(cpg.mean()), cpg_sd=float(cpg.std()))
+    rule = SimulatedAccessibility(params, panel)
+    const, occ = rule.sequence_terms(windows_sample)
+    for t, mu in zip(params["context_motifs"], occ.mean(axis=0)):
+        t["occ_mean"] = float(mu)
+    rule = SimulatedAccessibility(params, panel)
+    const, occ = rule.sequence_terms(windows_sample)
+    gates = rule.gates(expression_arcsinh.to_numpy())
+    base = rule.logit_from_terms(const, occ, gates) - params["b0"]
+    lo, hi = -30.0, 10.0
+    for _ in range(60):  # bisection on b0 for the target positive rate
+        mid = (lo + hi) / 2
+        rate = (1 / (1 + np.exp(-(base + mid)))).mean()
+        lo, hi = (mid, hi) if rate < target_rate else (lo, mid)
+    params["b0"] = float((lo + hi) / 2)
+    params["context_tfs"] = tfs
+    return params
+
+
+def label_store_bins(rule: SimulatedAccessibility, store_like, expression: np.ndarray, seed: int,
+                     chunk: int = 2048, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and seeded labels of every bin of a store in every context.
+
+    ``store_like`` needs ``len()`` and ``onehot(idx)``.  Returns (prob float32 (n, C), labels uint8 (n, C)).
+    """
+    from tqdm import tqdm
+
+    n = len(store_like)
+    gates = rule.gates(expression)
+    prob = np.zeros((n, len(expression)), np.float32)
+    labels = np.zeros((n, len(expression)), np.uint8)
+    for lo in tqdm(range(0, n, chunk), desc="simulated labels", unit="chunk", disable=not progress):
+        idx = np.arange(lo, min(lo + chunk, n))
+        const, occ = rule.sequence_terms(store_like.onehot(idx))
+        p = 1.0 / (1.0 + np.exp(-rule.logit_from_terms(const, occ, gates)))
+        prob[idx] = p
+        labels[idx] = sample_labels(p, seed, row_offset=lo)
+    return prob, labels
+
+
+def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel, lambert_csv, motif_file,
+                          chromosomes: Sequence[str], regions: Sequence[str] | None, blacklist, seed: int = 0,
+                          n_calibration_bins: int = 4000, rule_out: str | os.PathLike | None = None,
+                          **rule_kwargs):
+    """Real genome + real RNA-seq + real motifs, labels from the simulated-labels rule -> a store.
+
+    The rule is fitted on a seeded sample of bins (:func:`build_rule`), saved as
+    ``rule.json`` in the store (and to ``rule_out`` if given), and every bin is then
+    labelled in every context (:func:`label_store_bins`).
+    """
+    import pandas as pd
+
+    from chromdragonn.training.preprocess import build_bins, tf_expression_matrix
+    from chromdragonn.training.store import Store, write_store
+    from chromdragonn.weights import read_gene_panel
+
+    genes = list(read_gene_panel(gene_panel)["gene_symbol"])
+    contexts, expression = tf_expression_matrix(rna_table, rna_units, gene_panel)
+    chroms, codes, bins = build_bins(fasta, chromosomes, regions, blacklist)
+    # Write the sequence and bins first (labels zero), so the store's own window reader
+    # is what the rule sees: training then scores exactly the same windows.
+    store = write_store(out_dir, bins=bins, labels=np.zeros((len(bins), len(contexts)), np.uint8),
+                        expression=expression, contexts=contexts, genes=genes, chromosomes=chroms,
+                        label_kind=RULE_NAME, sequence=np.concatenate(codes), source={})
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(len(store), size=min(n_calibration_bins, len(store)), replace=False))
+    expr_df = pd.DataFrame(expression.astype(np.float64), index=contexts, columns=genes)
+    params = build_rule(store.onehot(sample), expr_df, motif_file, lambert_csv, seed=seed, **rule_kwargs)
+    rule = SimulatedAccessibility(params, genes)
+    prob, labels = label_store_bins(rule, store, expression, seed)
+    rates = labels.mean(axis=0)
+    log.info("simulated labels: positive rate per context %.3f-%.3f (mean %.3f)", rates.min(), rates.max(), rates.mean())
+    source = {"fasta": str(fasta), "expression": str(rna_table), "expression_units": rna_units,
+              "gene_panel": str(gene_panel), "motifs": str(motif_file), "regions": list(regions or []),
+              "blacklist": str(blacklist) if blacklist else None, "seed": int(seed),
+              "rule": "rule.json", "positive_rate": {c: round(float(r), 5) for c, r in zip(contexts, rates)}}
+    store = write_store(out_dir, bins=np.asarray(store.bins), labels=labels, expression=expression,
+                        contexts=contexts, genes=genes, chromosomes=chroms, label_kind=RULE_NAME,
+                        sequence=np.asarray(store.sequence), source=source)
+    rule.save(store.directory / "rule.json")
+    np.save(store.directory / "probability.npy", prob.astype(np.float16))
+    if rule_out is not None:
+        rule.save(rule_out)
+    return store, rule
+
+
+def label_region_with_rule(out_dir, fasta, rule: SimulatedAccessibility, expression: np.ndarray,
+                           contexts: Sequence[str], chromosomes: Sequence[str], regions: Sequence[str] | None,
+                           blacklist=None, seed: int = 0):
+    """A store whose labels come from an existing rule (e.g. the shipped one) -- small test stores."""
+    from chromdragonn.training.preprocess import build_bins
+    from chromdragonn.training.store import write_store
+
+    chroms, codes, bins = build_bins(fasta, chromosomes, regions, blacklist)
+    kw = dict(bins=bins, expression=expression, contexts=list(contexts), genes=rule.genes, chromosomes=chroms,
+              label_kind=RULE_NAME, sequence=np.concatenate(codes))
+    store = write_store(out_dir, labels=np.zeros((len(bins), len(contexts)), np.uint8), source={}, **kw)
+    _, labels = label_store_bins(rule, store, expression, seed, progress=False)
+    store = write_store(out_dir, labels=labels, source={"rule": "given", "seed": seed,
+                                                        "regions": list(regions or [])}, **kw)
+    rule.save(store.directory / "rule.json")
+    return store

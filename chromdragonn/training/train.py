@@ -1,0 +1,335 @@
+"""Stage 1 and stage 2 training, resumable, seeded, data-parallel through torchrun.
+
+Stage 1 (paper): multi-task sequence-only model over the fold's training contexts;
+Adam lr 2e-3, batch 256, BCE with logits.  Stage 2: ChromDragoNN initialised with
+the stage-1 trunk, trunk tuned (or frozen, an option), with or without the mean
+feature; Adam lr 1e-4, 512 (interval, context) pairs per step, NLL on the 2-class
+log-softmax, 1 positive : 3 negatives by upsampling positives.  Both keep the
+state with the best validation AUPRC.
+
+Reproducibility: the batch and the dropout masks of step ``s`` come from
+generators seeded with (seed, rank, s), so a run resumed from its last checkpoint
+continues exactly as if it had not stopped.  Multi-process: under ``torchrun``
+(RANK / WORLD_SIZE set) the model is wrapped in DistributedDataParallel (gloo on
+CPU, nccl on GPU), each rank draws 1/world of the batch, rank 0 evaluates and
+writes.  Mixed precision (bfloat16 autocast) is used on GPU when ``amp`` is on.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.model import ChromDragoNN, ModelConfig, SequenceModel, build_trunk
+from chromdragonn.training.data import PairSampler, Stage1Sampler, mean_feature, positive_enriched_subset
+from chromdragonn.training.evaluate import auprc, predict_bins
+from chromdragonn.training.folds import fold_contexts, loci_roles, read_folds
+from chromdragonn.training.store import Store
+from chromdragonn.weights import save_weights
+
+log = logging.getLogger(__name__)
+
+
+# ---- process set-up -------------------------------------------------------------------
+
+class Dist:
+    """Rank / world / device of this process; torch.distributed set up when under torchrun."""
+
+    def __init__(self, device: str = "cpu"):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ChromDragoNNError(f"device {device!r} asked for, but torch sees no CUDA device")
+            self.device = torch.device("cuda", self.local_rank if self.world > 1 else torch.device(device).index or 0)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids)
+
+    def broadcast_flag(self, value: bool) -> bool:
+        if self.world == 1:
+            return value
+        t = torch.tensor([int(value)])
+        dist.broadcast(t, 0)
+        return bool(t.item())
+
+
+def autocast(cfg: dict, device: torch.device):
+    if device.type == "cuda" and cfg.get("amp", True):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def step_seed(seed: int, rank: int, step: int) -> None:
+    torch.manual_seed(int(np.random.default_rng([seed, rank, step]).integers(2**62)))
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ChromDragoNNError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+
+
+def _cpu_state(module: nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+# ---- shared fold set-up ---------------------------------------------------------------
+
+class FoldData:
+    """Everything a fold's training and evaluation need from the store, computed once."""
+
+    def __init__(self, cfg: dict, fold: int, store: Store | None = None):
+        self.cfg = cfg
+        self.fold = fold
+        self.store = store or Store(cfg["store"])
+        folds = read_folds(cfg["folds_file"])
+        roles = fold_contexts(folds, fold)
+        self.train_ctx = self.store.context_index(roles["train"])
+        self.valid_ctx = self.store.context_index(roles["valid"])
+        self.test_ctx = self.store.context_index(roles["test"])
+        loci = cfg.get("loci", {})
+        self.loci = loci_roles(self.store, loci.get("valid", []), loci.get("heldout", []))
+        self.train_bins = np.flatnonzero(self.loci == "train")
+        self.valid_bins = np.flatnonzero(self.loci == "valid")
+        self.heldout_bins = np.flatnonzero(self.loci == "heldout")
+        # mean accessibility over this fold's training contexts only
+        self.mean = mean_feature(self.store, self.train_ctx)
+
+    def sample(self, bins: np.ndarray, n: int | None, tag: int) -> np.ndarray:
+        """A seeded uniform sample of ``n`` bins (all when n is None); same for every fold."""
+        if n is None or n >= len(bins):
+            return bins
+        rng = np.random.default_rng([self.cfg.get("seed", 0), 1000 + tag])
+        return np.sort(rng.choice(bins, n, replace=False))
+
+
+# ---- the stage-2 batch model ------------------------------------------------------------
+
+class PairModel(nn.Module):
+    """B intervals x K contexts: trunk once per interval, head on the B*K rows.
+
+    ``one_trunk_pass_per_pair=True`` is the naive way (trunk on every pair), kept
+    for the speed comparison in benchmarks/bench_training.py.
+    """
+
+    def __init__(self, model: ChromDragoNN, one_trunk_pass_per_pair: bool = False):
+        super().__init__()
+        self.model = model
+        self.naive = one_trunk_pass_per_pair
+
+    def forward(self, seq, expression, mean, k: int):
+        if self.naive:
+            feats = self.model.trunk(seq.repeat_interleave(k, dim=0))
+        else:
+            feats = self.model.trunk(seq).repeat_interleave(k, dim=0)
+        mean_rows = mean.repeat_interleave(k, dim=0) if self.model.with_mean else None
+        return self.model.head(feats, expression, mean_rows)
+
+
+def pair_step(pair_model: nn.Module, batch, expression: torch.Tensor, device) -> torch.Tensor:
+    """NLL of one B x K batch."""
+    seq = torch.from_numpy(batch.seq).to(device)
+    expr = expression[torch.from_numpy(batch.contexts.reshape(-1)).to(device)]
+    mean = torch.from_numpy(batch.mean).to(device)
+    target = torch.from_numpy(batch.labels.reshape(-1)).to(device)
+    logp = pair_model(seq, expr, mean, batch.contexts.shape[1])
+    return F.nll_loss(logp.float(), target)
+
+
+# ---- the loop ----------------------------------------------------------------------------
+
+def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module, optimizer, steps: int,
+              step_fn, eval_fn, eval_every: int, checkpoint_every: int, seed: int, d: Dist,
+              progress: bool) -> dict:
+    """Shared training loop: resume, seeded steps, periodic validation, best-state keeping."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "last.pt"
+    start, best_score, best_step, best_state, history = 0, -1.0, -1, None, []
+    if last.is_file():
+        ck = load_checkpoint(last)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        start, best_score, best_step = int(ck["step"]), float(ck["best_score"]), int(ck["best_step"])
+        best_state, history = ck["best_model"], [list(h) for h in ck["history"]]
+        if d.main:
+            log.info("%s: resumed from %s at step %d", name, last, start)
+    bar = tqdm(range(start, steps), desc=name, unit="step", disable=not (progress and d.main),
+               initial=start, total=steps)
+    t0 = time.time()
+    for step in bar:
+        trained.train()
+        step_seed(seed, d.rank, step)
+        loss = step_fn(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = step + 1
+        val = float("nan")
+        if done % eval_every == 0 or done == steps:
+            d.barrier()
+            if d.main:
+                val = eval_fn()
+                if val > best_score:
+                    best_score, best_step, best_state = val, done, _cpu_state(model)
+            d.barrier()
+        history.append([done, float(loss.detach()), val, round(time.time() - t0, 2)])
+        bar.set_postfix(loss=f"{history[-1][1]:.4f}", val_auprc=f"{best_score:.4f}")
+        if d.main and (done % checkpoint_every == 0 or done == steps):
+            _atomic_save({"step": done, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+                          "best_score": best_score, "best_step": best_step, "best_model": best_state,
+                          "history": history}, last)
+    if d.main:
+        with open(out_dir / "history.tsv", "w") as fh:
+            fh.write("step\tloss\tvalid_auprc\tseconds\n")
+            for h in history:
+                fh.write("\t".join(str(x) for x in h) + "\n")
+    return {"best_score": best_score, "best_step": best_step, "best_state": best_state,
+            "steps": steps, "seconds": round(time.time() - t0, 1)}
+
+
+def train_stage1(cfg: dict, fold: int, out_dir: str | os.PathLike, data: FoldData | None = None,
+                 progress: bool = True) -> Path:
+    """Stage 1 of one fold; returns the path of its best state (``stage1.pt``)."""
+    s1 = cfg["stage1"]
+    d = Dist(cfg.get("device", "cpu"))
+    seed = int(cfg.get("seed", 0)) + 101 * fold
+    torch.manual_seed(seed)
+    data = data or FoldData(cfg, fold)
+    out_dir = Path(out_dir)
+    model = SequenceModel(len(data.train_ctx), dropout=cfg.get("dropout", 0.3),
+                          trunk=build_trunk(cfg.get("trunk", "resnet"))).to(d.device)
+    trained = d.wrap(model)
+    opt = torch.optim.Adam(model.parameters(), lr=float(s1.get("lr", 2e-3)))
+    train_bins = positive_enriched_subset(data.store, data.train_bins, data.train_ctx, s1.get("train_bins"),
+                                          float(s1.get("positive_share", 0.5)), seed)
+    val_bins = data.sample(data.valid_bins, s1.get("eval_bins"), tag=1)
+    sampler = Stage1Sampler(data.store, train_bins, data.train_ctx, int(s1.get("batch_size", 256)),
+                            seed=seed, rank=d.rank, world=d.world)
+
+    def step_fn(step):
+        sampler.rng = np.random.default_rng([seed, d.rank, step])
+        b = sampler.next()
+        with autocast(cfg, d.device):
+            logits = trained(torch.from_numpy(b.seq).to(d.device))
+        return F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(b.labels).to(d.device))
+
+    def eval_fn():
+        model.eval()
+        with torch.no_grad():
+            logits = []
+            for lo in range(0, len(val_bins), 128):
+                seq = torch.from_numpy(data.store.onehot(val_bins[lo:lo + 128])).to(d.device)
+                logits.append(model(seq).float().cpu().numpy())
+        y = np.asarray(data.store.labels[val_bins][:, data.train_ctx])
+        return auprc(y, np.concatenate(logits))
+
+    res = _run_loop(name=f"fold{fold} stage1", out_dir=out_dir, model=model, trained=trained, optimizer=opt,
+                    steps=int(s1["steps"]), step_fn=step_fn, eval_fn=eval_fn, eval_every=int(s1.get("eval_every", 50)),
+                    checkpoint_every=int(s1.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress)
+    best = out_dir / "stage1.pt"
+    if d.main:
+        _atomic_save({"trunk": cfg.get("trunk", "resnet"), "n_tasks": len(data.train_ctx),
+                      "contexts": [data.store.contexts[i] for i in data.train_ctx],
+                      "state_dict": res["best_state"], "valid_auprc": res["best_score"],
+                      "best_step": res["best_step"], "seconds": res["seconds"]}, best)
+        log.info("fold %d stage 1: best validation AUPRC %.4f at step %d (%.0f s)", fold, res["best_score"],
+                 res["best_step"], res["seconds"])
+    d.barrier()
+    return best
+
+
+def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bool, stage1_path=None,
+                 data: FoldData | None = None, progress: bool = True) -> Path:
+    """Stage 2 of one fold, with or without the mean feature; returns its weights file (fp32)."""
+    s2 = cfg["stage2"]
+    d = Dist(cfg.get("device", "cpu"))
+    seed = int(cfg.get("seed", 0)) + 101 * fold + (7 if with_mean else 13)
+    torch.manual_seed(seed)
+    data = data or FoldData(cfg, fold)
+    out_dir = Path(out_dir)
+    store = data.store
+    model = ChromDragoNN(ModelConfig(len(store.genes), with_mean, cfg.get("dropout", 0.3),
+                                     cfg.get("trunk", "resnet")))
+    if stage1_path is not None:
+        ck = load_checkpoint(Path(stage1_path))
+        if ck.get("trunk") != model.config.trunk:
+            raise ChromDragoNNError(f"{stage1_path} holds a {ck.get('trunk')} trunk, this run uses {model.config.trunk}")
+        trunk_state = {k[len("trunk."):]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")}
+        model.trunk.load_state_dict(trunk_state)
+    tune = bool(s2.get("tune_trunk", True))
+    for p in model.trunk.parameters():
+        p.requires_grad_(tune)
+    model.to(d.device)
+    pair_model = PairModel(model)
+    trained = d.wrap(pair_model)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(s2.get("lr", 1e-4)))
+    expression = torch.from_numpy(store.expression).to(d.device)
+    train_bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, s2.get("train_bins"),
+                                          float(s2.get("positive_share", 0.5)), seed)
+    sampler = PairSampler(store, train_bins, data.train_ctx, data.mean, int(s2.get("intervals", 16)),
+                          int(s2.get("contexts_per_interval", 32)), seed, d.rank, d.world,
+                          upsample_positives=bool(s2.get("upsample_positives", True)))
+    val_bins = data.sample(data.valid_bins, s2.get("eval_bins"), tag=2)
+
+    def step_fn(step):
+        sampler.rng = np.random.default_rng([seed, d.rank, step])
+        if not tune:
+            model.trunk.eval()  # frozen trunk: BN keeps its stage-1 statistics
+        with autocast(cfg, d.device):
+            return pair_step(trained, sampler.next(), expression, d.device)
+
+    def eval_fn():
+        prob = predict_bins(model, store, val_bins, data.valid_ctx, data.mean if with_mean else None,
+                            batch_size=int(cfg.get("eval_batch_size", 64)), device=d.device, progress=False)
+        return auprc(np.asarray(store.labels[val_bins][:, data.valid_ctx]), prob)
+
+    res = _run_loop(name=f"fold{fold} stage2 {'with' if with_mean else 'no'} mean", out_dir=out_dir,
+                    model=model, trained=trained, optimizer=opt, steps=int(s2["steps"]), step_fn=step_fn,
+                    eval_fn=eval_fn, eval_every=int(s2.get("eval_every", 50)),
+                    checkpoint_every=int(s2.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress)
+    weights = out_dir / "weights.pt"
+    if d.main:
+        model.load_state_dict(res["best_state"])
+        model.cpu().eval()
+        save_weights(model, weights, store.genes, half=False)
+        with open(out_dir / "summary.tsv", "w") as fh:
+            fh.write(f"valid_auprc\t{res['best_score']}\nbest_step\t{res['best_step']}\nseconds\t{res['seconds']}\n")
+        log.info("fold %d stage 2 (%s mean): best validation AUPRC %.4f at step %d (%.0f s)", fold,
+                 "with" if with_mean else "no", res["best_score"], res["best_step"], res["seconds"])
+    d.barrier()
+    return weights

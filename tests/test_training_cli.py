@@ -1,0 +1,30 @@
+"""`python -m chromdragonn.training`: one-line errors, exit 2, nothing half-written."""
+import yaml
+
+from chromdragonn.training.__main__ import main
+
+
+def test_missing_store_is_a_one_line_error(tmp_path, capsys):
+    out = tmp_path / "folds.tsv"
+    assert main(["folds", "--store", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "is not a training store" in err and "\n" not in err
+    assert not out.exists() and not (tmp_path / "folds.tsv.partial").exists()
+
+
+def test_stage2_without_stage1_says_what_to_run(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"store": str(tmp_path / "s"), "folds_file": str(tmp_path / "f.tsv"),
+                                   "run_dir": str(tmp_path / "run"), "stage2": {"steps": 1}}))
+    assert main(["stage2", "--config", str(cfg), "--fold", "3"]) == 2
+    assert "run stage1 for fold 3 first" in capsys.readouterr().err
+
+
+def test_config_must_be_a_mapping_with_the_paths(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("- just\n- a list\n")
+    assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
+    assert "not a YAML mapping" in capsys.readouterr().err
+    cfg.write_text(yaml.safe_dump({"store": "x", "run_dir": "y"}))
+    assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
+    assert "missing key 'folds_file'" in capsys.readouterr().err

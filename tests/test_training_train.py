@@ -1,0 +1,131 @@
+"""Stage 1 / stage 2 on a tiny real store: seeded, resumable, torchrun, fp16 export, evaluation, report."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from chromdragonn import paths
+from chromdragonn.expression import ExpressionSource
+from chromdragonn.training.data import mean_feature
+from chromdragonn.training.evaluate import auprc, evaluate_fold
+from chromdragonn.training.export import half_precision_gap, save_weights_fp16
+from chromdragonn.training.folds import make_folds, write_folds
+from chromdragonn.training.simulate import SimulatedAccessibility, label_region_with_rule
+from chromdragonn.training.train import FoldData, train_stage1, train_stage2
+from chromdragonn.weights import load_model, save_weights
+
+FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cfg(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    src = ExpressionSource()
+    store = label_region_with_rule(tmp / "store", FASTA, SimulatedAccessibility.default(), src.matrix(src.contexts),
+                                   src.contexts, ["22"], ["22:19000000-19100000"], seed=0)
+    write_folds(make_folds(store.contexts, 5, 4, seed=0), tmp / "folds.tsv")
+    cfg = {"seed": 0, "store": str(tmp / "store"), "folds_file": str(tmp / "folds.tsv"), "run_dir": str(tmp / "run"),
+           "loci": {"valid": ["22:19060000-19080000"], "heldout": ["22:19080000-19100000"]},
+           "trunk": "resnet", "device": "cpu", "threads": 1, "eval_batch_size": 16,
+           "stage1": {"steps": 2, "batch_size": 4, "eval_every": 2, "eval_bins": 8, "train_bins": 200,
+                      "checkpoint_every": 1},
+           "stage2": {"steps": 2, "intervals": 2, "contexts_per_interval": 4, "eval_every": 2, "eval_bins": 8,
+                      "train_bins": 200, "checkpoint_every": 1},
+           "evaluate": {"bins_training_loci": 24, "bins_heldout_loci": 24}}
+    (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    cfg["_path"] = str(tmp / "cfg.yaml")
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def stage1(cfg):
+    torch.set_num_threads(1)
+    return train_stage1(cfg, 0, Path(cfg["run_dir"]) / "fold0" / "stage1", progress=False)
+
+
+def _state(path):
+    return load_model(path)[0].state_dict()
+
+
+def test_stage1_writes_best_trunk(stage1):
+    ck = torch.load(stage1, weights_only=True)
+    assert ck["trunk"] == "resnet" and ck["n_tasks"] == 56 - 4 - 12
+    assert 0 <= ck["valid_auprc"] <= 1 and ck["best_step"] == 2
+    assert "trunk.conv1.weight" in ck["state_dict"]
+
+
+def test_stage2_is_seeded_and_resumes_exactly(cfg, stage1, tmp_path):
+    """4 steps straight == 2 steps, stop, resume to 4 (batches and dropout are seeded per step)."""
+    four = dict(cfg, stage2=dict(cfg["stage2"], steps=4, eval_every=2))
+    two = dict(cfg, stage2=dict(cfg["stage2"], steps=2, eval_every=2))
+    train_stage2(four, 0, tmp_path / "straight", True, stage1, progress=False)
+    train_stage2(two, 0, tmp_path / "resumed", True, stage1, progress=False)
+    train_stage2(four, 0, tmp_path / "resumed", True, stage1, progress=False)
+    last = {k: torch.load(tmp_path / k / "last.pt", weights_only=True) for k in ("straight", "resumed")}
+    s4, sr = last["straight"]["model"], last["resumed"]["model"]
+    assert all(torch.equal(s4[k], sr[k]) for k in s4)
+    assert last["straight"]["best_score"] == last["resumed"]["best_score"]
+    hist = (tmp_path / "resumed" / "history.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in hist[1:]] == ["1", "2", "3", "4"]
+    # the stage-1 trunk was the starting point; Adam at lr 1e-4 moves each weight <= ~1e-4 per step
+    s1 = torch.load(stage1, weights_only=True)["state_dict"]
+    assert not torch.equal(s4["trunk.conv1.weight"], s1["trunk.conv1.weight"])
+    assert torch.allclose(s4["trunk.conv1.weight"], s1["trunk.conv1.weight"], atol=4 * 1.1e-4)
+
+
+def test_fp16_weights_predict_like_fp32(cfg, stage1, tmp_path):
+    w32 = train_stage2(cfg, 0, tmp_path / "m", True, stage1, progress=False)
+    model, genes = load_model(w32)
+    w16 = tmp_path / "half.pt"
+    save_weights_fp16(model, w16, genes)  # matrices fp16, 1-D tensors fp32
+    assert w16.stat().st_size < 0.51 * w32.stat().st_size
+    payload = torch.load(w16, weights_only=True)
+    assert payload["state_dict"]["head.fc1.weight"].dtype == torch.float16
+    assert payload["state_dict"]["head.bn1.running_var"].dtype == torch.float32
+    gap = half_precision_gap(w32, w16, FoldData(cfg, 0).store, n=16)
+    assert 0 < gap < 1e-3
+    all_half = tmp_path / "all_half.pt"
+    save_weights(model, all_half, genes, half=True)
+    assert half_precision_gap(w32, all_half, FoldData(cfg, 0).store, n=16) > gap  # why 1-D stays fp32
+
+
+def test_torchrun_two_processes_gloo(cfg, stage1):
+    out = Path(cfg["run_dir"]) / "fold0" / "stage2_with_mean"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "chromdragonn.training", "stage2", "--config", cfg["_path"], "--fold", "0"]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-2000:]
+    model, genes = load_model(out / "weights.pt")
+    assert model.with_mean and len(genes) == model.n_genes
+    assert (out / "history.tsv").read_text().count("\n") == 3  # header + 2 steps, written once (rank 0)
+
+
+def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
+    fd = Path(cfg["run_dir"]) / "fold0"
+    nm = train_stage2(cfg, 0, fd / "stage2_no_mean", False, stage1, progress=False)
+    wm = fd / "stage2_with_mean" / "weights.pt"
+    if not wm.is_file():
+        wm = train_stage2(cfg, 0, fd / "stage2_with_mean", True, stage1, progress=False)
+    res = evaluate_fold(cfg, 0, wm, nm, fd / "eval", progress=False)
+    data = FoldData(cfg, 0)
+    for setting in ("training loci", "held-out loci"):
+        r = res["settings"][setting]
+        assert set(r["methods"]) == {"mean", "weighted_mean", "resnet_expr", "resnet_expr_mean"}
+        assert r["pairs"] == 24 * 12
+    # the mean baseline is the fold's mean feature (training contexts only), scored with sklearn
+    idx = data.sample(data.train_bins, 24, 3)
+    y = np.asarray(data.store.labels[idx][:, data.test_ctx])
+    m = mean_feature(data.store, data.train_ctx)[idx]
+    assert res["settings"]["training loci"]["methods"]["mean"]["auprc"] == pytest.approx(
+        auprc(y, np.repeat(m[:, None], y.shape[1], axis=1)))
+    from chromdragonn.training.report import write_report
+
+    text = write_report(cfg, cfg["run_dir"], tmp_path / "REPORT.md", tmp_path / "figures", ["python -m ..."])
+    assert "simulated labels" in text and "0.579" in text and (tmp_path / "figures" / "pr_fold0.png").is_file()
