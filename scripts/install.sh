@@ -20,16 +20,22 @@ fi
 
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
+# This machine's pip configuration names local package folders that may not exist; pip then
+# warns once per package. Those lines are noise for the user, everything else is kept.
+pip_install() {
+  .venv/bin/python -m pip install -q "$@" 2>&1 | sed '/is ignored: it is neither a file nor a directory/d'
+}
+
 stamp=.venv/.installed-$(cat requirements.txt pyproject.toml | md5sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "[install] Python environment in .venv (pinned: requirements.txt)"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade "pip<26"
+  pip_install --upgrade "pip<26"
   # torch first, pinned: `pip install torch==2.13.0` takes the local CPU wheel.
-  .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -r requirements.txt
-  .venv/bin/python -m pip install -q --no-deps "kipoi-veff==0.3.1"
-  .venv/bin/python -m pip install -q --no-deps -e .
+  pip_install "torch==2.13.0"
+  pip_install -r requirements.txt
+  pip_install --no-deps "kipoi-veff==0.3.1"
+  pip_install --no-deps -e .
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -4,8 +4,10 @@
 #
 # Run it from the repository: it uses the Python that setup.sh installed in .venv
 # (set RETICULATE_PYTHON to use another). Outputs go to the model folder's output/.
+# Set before reticulate starts: it then skips its project discovery (which would mistake
+# this repository's pyproject.toml for a Poetry project and warn).
+if (Sys.getenv("RETICULATE_PYTHON") == "") Sys.setenv(RETICULATE_PYTHON = file.path(getwd(), ".venv/bin/python"))
 library(reticulate)
-use_python(Sys.getenv("RETICULATE_PYTHON", unset = ".venv/bin/python"), required = TRUE)
 args <- commandArgs(trailingOnly = TRUE)
 if (length(args) > 0) setwd(args[1])
 
