@@ -220,7 +220,11 @@ def test_root_yaml_files():
     assert model_yaml["args"]["weights"] == [f"weights/fold{i}.with_mean.pt" for i in range(5)]
     assert model_yaml["args"]["n_genes"] == len(panel) == N_GENES
     assert model_yaml["args"]["with_mean"] is True
-    assert model_yaml["postprocessing"] == {"variant_effects": {"seq_input": ["seq"]}}
+    veff = model_yaml["postprocessing"]["variant_effects"]
+    assert list(model_yaml["postprocessing"]) == ["variant_effects"]
+    assert veff["seq_input"] == ["seq"]
+    assert [f["name"] for f in veff["scoring_functions"]] == ["diff", "logit", "ref", "alt"]
+    assert [f["name"] for f in veff["scoring_functions"] if f.get("default")] == ["diff"]
     assert model_yaml["info"]["cite_as"] == "https://doi.org/10.1093/bioinformatics/btz352"
     md = kipoi.specs.ModelDescription.load(str(paths.REPO_ROOT / "model.yaml"))
     assert md.schema.inputs["expression"].shape == (None, N_GENES)
