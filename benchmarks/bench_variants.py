@@ -25,11 +25,9 @@ for all SNVs and for the SNVs whose true |effect| >= 0.01.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import gzip
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -59,16 +57,11 @@ SLICE_START, SLICE_END = 16_050_000, 22_000_000  # real bases of the FASTA slice
 
 
 def write_section(key: str, title: str, command: str, body: str) -> None:
+    from benchmarks.results import write_section as _write
+
     header = ("# Variant effects and saturation mutagenesis: benchmark results\n\nEach section is written by "
               "`benchmarks/bench_variants.py`; rerun its command to reproduce.\n")
-    text = RESULTS.read_text() if RESULTS.exists() else header
-    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n## {title}\n\nCommand: `{command}` (run {_dt.date.today().isoformat()})\n\n{body}\n{end}"
-    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = RESULTS.with_name(RESULTS.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, RESULTS)
+    _write(key, title, command, body, results=RESULTS, header=header)
 
 
 def calibrated_random_model(genes, seed: int = 0):

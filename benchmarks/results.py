@@ -11,13 +11,15 @@ HEADER = ("# Benchmark results\n\nEach section is written by the script named in
           "command to reproduce. Speeds are ratios measured side by side in one run.\n")
 
 
-def write_section(key: str, title: str, command: str, body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+def write_section(key: str, title: str, command: str, body: str, results: Path = RESULTS,
+                  header: str = HEADER) -> None:
+    """Replace (or append) the section ``key`` of ``results``, atomically."""
+    text = results.read_text() if results.exists() else header
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     stamp = _dt.date.today().isoformat()
     block = f"{start}\n## {title}\n\nCommand: `{command}` (run {stamp})\n\n{body}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = RESULTS.with_name(RESULTS.name + ".partial")
+    tmp = results.with_name(results.name + ".partial")
     tmp.write_text(text)
-    os.replace(tmp, RESULTS)
+    os.replace(tmp, results)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -52,10 +53,75 @@ def resolve_model(weights: str | os.PathLike | Sequence[str | os.PathLike] | Non
     return load_models([Path(w) for w in _as_list(weights)])
 
 
-def _device(name: str) -> torch.device:
+
+def resolve_model_option(model: str | os.PathLike | Sequence | None = None):
+    """--model: None or 'ensemble' -> the default ensemble of model.yaml; a fold number
+    ('0'..'4' or 'fold3') -> that member of it; otherwise weights file path(s), comma-separated.
+    Returns (model, genes)."""
+    def defaults():
+        """(files, md5s, n_genes, with_mean) of the default model that model.yaml declares."""
+        try:
+            declared = default_weights()
+        except ChromDragoNNError as exc:  # predict.py's message names its own option
+            raise ChromDragoNNError(str(exc).replace("--weights", "--model WEIGHTS.pt")) from None
+        files, md5s = declared[0], declared[1]
+        n_genes, with_mean = (declared[2], declared[3]) if len(declared) >= 4 else (None, None)
+        return files, md5s, n_genes, with_mean
+
+    if model is None or (isinstance(model, str) and model.strip().lower() in ("", "ensemble")):
+        files, md5s, n_genes, with_mean = defaults()
+        return load_models(files, md5s, n_genes=n_genes, with_mean=with_mean)
+    if isinstance(model, str):
+        m = re.fullmatch(r"(?:fold)?(\d+)", model.strip().lower())
+        if m and not Path(model).exists():
+            files, md5s, n_genes, with_mean = defaults()
+            i = int(m.group(1))
+            if i >= len(files):
+                raise ChromDragoNNError(f"--model fold {i}: model.yaml lists {len(files)} folds (0-{len(files) - 1})")
+            return load_models([files[i]], [md5s[i]], n_genes=n_genes, with_mean=with_mean)
+        model = [p.strip() for p in model.split(",") if p.strip()]
+    return resolve_model(model)
+
+
+def torch_device(name: str | torch.device) -> torch.device:
+    name = str(name)
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ChromDragoNNError(f"device {name!r} asked for, but torch sees no CUDA device")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ChromDragoNNError(f"unknown device {name!r}; use cpu or cuda") from None
+
+
+def context_expression(contexts: Sequence[str], genes: Sequence[str], expression_file=None,
+                       expression_units: str = "tpm", gene_panel=None, shipped=None,
+                       weights_label: str | None = None) -> np.ndarray:
+    """(C, G) float32 arcsinh(TPM) of the contexts, in the weights' gene order.
+
+    ``weights_label`` names the weights in the error raised when their genes are not the panel's."""
+    from chromdragonn.expression import ExpressionSource
+
+    source = ExpressionSource(gene_panel=gene_panel or paths.GENE_PANEL,
+                              shipped=shipped if shipped is not None else paths.SHIPPED_EXPRESSION,
+                              user_table=expression_file, user_units=expression_units)
+    if list(source.genes) != list(genes):
+        label = f" ({weights_label})" if weights_label else ""
+        raise ChromDragoNNError(
+            f"the weights{label} take {len(genes)} genes, which are not the {len(source.genes)} of the gene "
+            f"panel {gene_panel or paths.GENE_PANEL} the expression is matched to")
+    return source.matrix(list(contexts))
+
+
+def open_mean_track(model, mean_bigwig=None):
+    """The mean-accessibility track when the model takes it, else None."""
+    from chromdragonn.genome import MeanAccessibility
+
+    if not model.with_mean:
+        return None
+    bw = Path(mean_bigwig) if mean_bigwig is not None else paths.MEAN_BIGWIG
+    if not bw.is_file():
+        raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig (--mean-bigwig); not found: {bw}")
+    return MeanAccessibility(bw)
 
 
 def predict(intervals_file, fasta_file, cell_types, expression_file=None, expression_units="tpm",
@@ -68,8 +134,8 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
     context, in the order given, holding P(accessible).
     """
     # Imported here so `chromdragonn --help` stays fast.
-    from chromdragonn.expression import ExpressionSource, parse_contexts
-    from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot_batch, read_bed
+    from chromdragonn.expression import parse_contexts
+    from chromdragonn.genome import Genome, centered_window, one_hot_batch, read_bed
 
     contexts = parse_contexts(cell_types)
     # Inputs first (cheap, and an error there should not follow model or expression warnings).
@@ -78,25 +144,16 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
     for chrom in bed["chrom"].unique():
         genome.resolve(chrom)  # fail before any work if a chromosome is missing
 
-    model, genes = resolve_model(weights)
-    mean_track = None
-    if model.with_mean:
-        bw = mean_bigwig if mean_bigwig is not None else paths.MEAN_BIGWIG
-        if not Path(bw).is_file():
-            raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig; not found: {bw}")
-        mean_track = MeanAccessibility(bw)
+    model, genes = resolve_model_option(weights)
+    mean_track = open_mean_track(model, mean_bigwig)
+    if mean_track is not None:
         for chrom in bed["chrom"].unique():
             mean_track.resolve(chrom)  # likewise for the bigWig, before the progress bar starts
-
-    dev = _device(device)
+    dev = torch_device(device)
     model.to(dev)
-    expression = ExpressionSource(user_table=expression_file, user_units=expression_units)
-    if list(expression.genes) != list(genes):
-        source = "model.yaml's default model" if weights is None else ", ".join(map(str, _as_list(weights)))
-        raise ChromDragoNNError(
-            f"the weights ({source}) take {len(genes)} genes, which are not the "
-            f"{len(expression.genes)} of the gene panel {paths.GENE_PANEL} the expression is matched to")
-    expr = torch.from_numpy(expression.matrix(contexts)).to(dev)
+    label = "model.yaml's default model" if weights is None else ", ".join(map(str, _as_list(weights)))
+    expr = torch.from_numpy(context_expression(contexts, genes, expression_file, expression_units,
+                                               weights_label=label)).to(dev)
 
     windows = [centered_window(r.chrom, r.start, r.end) for r in bed.itertuples()]
     probs = np.empty((len(bed), len(contexts)), dtype=np.float32)
@@ -133,9 +190,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def _run(args) -> int:
+    weights = args.weights[0] if args.weights and len(args.weights) == 1 else args.weights
     df = predict(args.intervals, args.fasta, args.contexts, expression_file=args.expression,
                  expression_units=args.expression_units, mean_bigwig=args.mean_bigwig,
-                 weights=args.weights, batch_size=args.batch_size, device=args.device,
+                 weights=weights, batch_size=args.batch_size, device=args.device,
                  progress=not args.quiet)
     write_table(df, args.output)
     log.info("wrote %d intervals x %d contexts to %s", len(df), len(df.columns) - 6, args.output)
@@ -154,8 +212,9 @@ def add_cli(subparsers) -> None:
                    help="your own RNA-seq table (genes x contexts); its contexts can then be named")
     p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
     p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
-    p.add_argument("--weights", nargs="+", default=None,
-                   help="weights file(s); several are averaged (default: the 5-fold ensemble of model.yaml)")
+    p.add_argument("--weights", "--model", nargs="+", default=None,
+                   help="weights file(s), several averaged; or 'ensemble' (default: the 5 folds of model.yaml) "
+                        "or a fold number 0-4, as --model of score-variants and ism")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("-o", "--output", required=True, help="output TSV")

@@ -37,7 +37,6 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
 
 log = logging.getLogger(__name__)
@@ -55,77 +54,9 @@ LOGIT_EPS = 1e-7
 _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 
-# ---------------------------------------------------------------------------
-# Shared with ism.py: model, expression, mean track, device
-# ---------------------------------------------------------------------------
-
-def resolve_model_option(model: str | os.PathLike | Sequence | None = None):
-    """--model: None or 'ensemble' -> the default ensemble of model.yaml; a fold number
-    ('0'..'4' or 'fold3') -> that member of it; otherwise weights file path(s), comma-separated.
-    Returns (model, genes)."""
-    from chromdragonn.predict import default_weights, resolve_model
-    from chromdragonn.weights import load_models
-
-    def defaults():
-        """(files, md5s, n_genes, with_mean) of the default model that model.yaml declares."""
-        try:
-            declared = default_weights()
-        except ChromDragoNNError as exc:  # predict.py's message names its own option
-            raise ChromDragoNNError(str(exc).replace("--weights", "--model WEIGHTS.pt")) from None
-        files, md5s = declared[0], declared[1]
-        n_genes, with_mean = (declared[2], declared[3]) if len(declared) >= 4 else (None, None)
-        return files, md5s, n_genes, with_mean
-
-    if model is None or (isinstance(model, str) and model.strip().lower() in ("", "ensemble")):
-        files, md5s, n_genes, with_mean = defaults()
-        return load_models(files, md5s, n_genes=n_genes, with_mean=with_mean)
-    if isinstance(model, str):
-        m = re.fullmatch(r"(?:fold)?(\d+)", model.strip().lower())
-        if m and not Path(model).exists():
-            files, md5s, n_genes, with_mean = defaults()
-            i = int(m.group(1))
-            if i >= len(files):
-                raise ChromDragoNNError(f"--model fold {i}: model.yaml lists {len(files)} folds (0-{len(files) - 1})")
-            return load_models([files[i]], [md5s[i]], n_genes=n_genes, with_mean=with_mean)
-        model = [p.strip() for p in model.split(",") if p.strip()]
-    return resolve_model(model)
-
-
-def torch_device(name: str | torch.device) -> torch.device:
-    name = str(name)
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ChromDragoNNError(f"device {name!r} asked for, but torch sees no CUDA device")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ChromDragoNNError(f"unknown device {name!r}; use cpu or cuda") from None
-
-
-def context_expression(contexts: Sequence[str], genes: Sequence[str], expression_file=None,
-                       expression_units: str = "tpm", gene_panel=None, shipped=None) -> np.ndarray:
-    """(C, G) float32 arcsinh(TPM) of the contexts, in the weights' gene order."""
-    from chromdragonn.expression import ExpressionSource
-
-    source = ExpressionSource(gene_panel=gene_panel or paths.GENE_PANEL,
-                              shipped=shipped if shipped is not None else paths.SHIPPED_EXPRESSION,
-                              user_table=expression_file, user_units=expression_units)
-    if list(source.genes) != list(genes):
-        raise ChromDragoNNError(
-            f"the gene panel ({len(source.genes)} genes) does not match the {len(genes)} genes the weights "
-            "were trained on")
-    return source.matrix(list(contexts))
-
-
-def open_mean_track(model, mean_bigwig=None):
-    """The mean-accessibility track when the model takes it, else None."""
-    from chromdragonn.genome import MeanAccessibility
-
-    if not model.with_mean:
-        return None
-    bw = Path(mean_bigwig) if mean_bigwig is not None else paths.MEAN_BIGWIG
-    if not bw.is_file():
-        raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig (--mean-bigwig); not found: {bw}")
-    return MeanAccessibility(bw)
+# Model, expression, mean track and device are resolved as for `chromdragonn predict`.
+from chromdragonn.predict import (  # noqa: E402,F401  (re-exported: ism.py and the tests use them from here)
+    context_expression, open_mean_track, resolve_model_option, torch_device)
 
 
 # ---------------------------------------------------------------------------

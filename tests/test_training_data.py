@@ -1,8 +1,6 @@
 """Folds, loci, the mean feature (= what the shipped bigWig gives), and the B x K pair batches."""
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from chromdragonn import paths

@@ -14,7 +14,7 @@ from chromdragonn.genome import Genome, one_hot, read_bed
 from chromdragonn.training.preprocess import (build_store_from_peaks, covered_bases, label_bins, merge_intervals,
                                               tile_bins)
 from chromdragonn.training.release import import_release, safe_joblib_load
-from chromdragonn.training.store import Store, encode
+from chromdragonn.training.store import encode
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"

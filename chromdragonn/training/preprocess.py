@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.training.store import BIN_SIZE, STEP, Store, encode, write_store

@@ -351,7 +351,7 @@ def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel,
     import pandas as pd
 
     from chromdragonn.training.preprocess import build_bins, tf_expression_matrix
-    from chromdragonn.training.store import Store, write_store
+    from chromdragonn.training.store import write_store
     from chromdragonn.weights import read_gene_panel
 
     genes = list(read_gene_panel(gene_panel)["gene_symbol"])
