@@ -195,8 +195,12 @@ def install() -> None:
 
     apply_kipoi_compat()  # kipoi.writers' np.string_ (kipoi predict to HDF5 / TSV)
     import sys
+    import warnings
 
-    import kipoi_veff  # noqa: F401  (imports the modules score_variants uses)
+    with warnings.catch_warnings():
+        # kipoi_veff/__main__.py imports pkg_resources, deprecated by setuptools: not the user's concern.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message="pkg_resources")
+        import kipoi_veff  # noqa: F401  (imports the modules score_variants uses)
 
     compat_np = LegacyNumpy()
     for name in _VEFF_MODULES:
