@@ -54,14 +54,20 @@ def run_command(func, args) -> int:
         return 130
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None, prepare=None) -> int:
+    """Parse, set up logging, run the chosen subcommand (``prepare(args)`` first, if given)."""
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(getattr(args, "verbose", False))
+    if prepare is not None:
+        prepare(args)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     return run_command(args.func, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

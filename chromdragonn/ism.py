@@ -510,25 +510,19 @@ def _run(args) -> int:
 
 
 def add_cli(subparsers) -> None:
+    from chromdragonn.predict import add_model_input_options
+
     p = subparsers.add_parser(
         "ism", help="saturation mutagenesis of a region (every single-base substitution)",
         description="Score every single-base substitution across a region of up to 1 kb in each context "
                     "(P(mutant) - P(reference), on the 1 kb window centred on the region); writes a TSV "
                     "(or .npz) and a PNG mutation map.")
     p.add_argument("--region", required=True, help="CHROM:START-END, 1-based inclusive, at most 1,000 bp")
-    p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
-    p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116")
     p.add_argument("-o", "--output", required=True, help="output .tsv or .npz")
     p.add_argument("--png", default=None, help="mutation-map PNG (default: OUTPUT with .png)")
-    p.add_argument("--expression", default=None, help="your own RNA-seq table (genes x contexts)")
-    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
-    p.add_argument("--model", default=None,
-                   help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, or weights file(s), "
-                        "comma-separated")
-    p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
+    add_model_input_options(p)
     p.add_argument("--method", default="fast", choices=["fast", "naive"],
                    help="fast: recompute only each substitution's receptive field (default); naive: whole trunk")
     p.add_argument("--batch-size", type=int, default=None, help="mutants per batch (default 256 fast, 32 naive)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -189,6 +189,20 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
             tmp.unlink()
 
 
+def add_model_input_options(p) -> None:
+    """Options score-variants and ism share: FASTA, contexts, RNA-seq, model, mean track, device."""
+    p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
+    p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116")
+    p.add_argument("--expression", default=None,
+                   help="your own RNA-seq table (genes x contexts); its contexts can then be named")
+    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
+    p.add_argument("--model", default=None,
+                   help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, or weights file(s), "
+                        "comma-separated")
+    p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+
+
 def _run(args) -> int:
     weights = args.weights[0] if args.weights and len(args.weights) == 1 else args.weights
     df = predict(args.intervals, args.fasta, args.contexts, expression_file=args.expression,

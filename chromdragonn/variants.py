@@ -56,7 +56,7 @@ _COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 
 # Model, expression, mean track and device are resolved as for `chromdragonn predict`.
 from chromdragonn.predict import (  # noqa: E402,F401  (re-exported: ism.py and the tests use them from here)
-    context_expression, open_mean_track, resolve_model_option, torch_device)
+    add_model_input_options, context_expression, open_mean_track, resolve_model_option, torch_device)
 
 
 # ---------------------------------------------------------------------------
@@ -541,24 +541,15 @@ def add_cli(subparsers) -> None:
                     "with the REF (and other scores), in each named cell context.  Writes a TSV, or the input "
                     "VCF with INFO fields when OUTPUT ends in .vcf or .vcf.gz.")
     p.add_argument("--vcf", required=True, help="VCF or bgzipped VCF, any order; chr22 and 22 both work")
-    p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
-    p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116")
     p.add_argument("-o", "--output", required=True, help="output .tsv, or .vcf / .vcf.gz for an annotated VCF")
-    p.add_argument("--expression", default=None,
-                   help="your own RNA-seq table (genes x contexts); its contexts can then be named")
-    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
-    p.add_argument("--model", default=None,
-                   help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, or weights file(s), "
-                        "comma-separated")
+    add_model_input_options(p)
     p.add_argument("--scores", default="diff",
                    help=f"comma-separated scores among {', '.join(SCORES)} (default: diff)")
     p.add_argument("--both-strands", action="store_true",
                    help="average P over each window and its reverse complement")
     p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--ref-mismatch", default="flag", choices=list(REF_MISMATCH_MODES),
                    help="VCF REF differs from the FASTA: flag (score with the VCF alleles, ref_match = 0; default), "
                         "skip the allele, or stop with an error")
-    p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -332,23 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _shipped_defaults(args) -> None:
     from chromdragonn import paths
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s: %(message)s")
     if getattr(args, "gene_panel", "unset") is None:
         args.gene_panel = str(paths.GENE_PANEL)
     if getattr(args, "weights_dir", "unset") is None:
         args.weights_dir = str(paths.WEIGHTS_DIR)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    from chromdragonn.cli import run_command
 
-    return run_command(args.func, args)
+
+def main(argv=None) -> int:
+    from chromdragonn.cli import dispatch
+
+    return dispatch(build_parser(), argv, prepare=_shipped_defaults)
 
 
 if __name__ == "__main__":
