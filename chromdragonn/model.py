@@ -207,6 +207,19 @@ class ModelConfig:
     trunk: str = "resnet"
 
 
+class ConfigInputs:
+    """``with_mean`` and ``n_genes`` read off ``self.config`` (a :class:`ModelConfig`): the inputs a
+    stage-2 model, an ensemble of them, or an imported original model takes."""
+
+    @property
+    def with_mean(self) -> bool:
+        return self.config.with_mean
+
+    @property
+    def n_genes(self) -> int:
+        return self.config.n_genes
+
+
 def build_trunk(name: str = "resnet") -> nn.Module:
     if name == "resnet":
         return ResNetTrunk()
@@ -216,7 +229,7 @@ def build_trunk(name: str = "resnet") -> nn.Module:
     return build_baseline_trunk(name)
 
 
-class ChromDragoNN(nn.Module):
+class ChromDragoNN(ConfigInputs, nn.Module):
     """Stage-2 multi-modal model: P(accessible | sequence, TF expression[, mean])."""
 
     def __init__(self, config: ModelConfig, trunk: nn.Module | None = None):
@@ -225,14 +238,6 @@ class ChromDragoNN(nn.Module):
         self.trunk = trunk if trunk is not None else build_trunk(config.trunk)
         self.head = ExpressionHead(config.n_genes, config.with_mean, config.dropout,
                                    trunk_dim=self.trunk.out_dim)
-
-    @property
-    def with_mean(self) -> bool:
-        return self.config.with_mean
-
-    @property
-    def n_genes(self) -> int:
-        return self.config.n_genes
 
     def forward(self, seq, expression, mean_acc=None) -> torch.Tensor:
         """Row-paired input (N intervals, each with one context) -> (N, 2) log-softmax."""

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.model import SEQ_LEN, TRUNK_DIM, ChromDragoNN, ModelConfig, ResNetTrunk
+from chromdragonn.model import SEQ_LEN, TRUNK_DIM, ChromDragoNN, ConfigInputs, ModelConfig, ResNetTrunk
 
 log = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def convert_state_dict(original_sd: Mapping, args: Mapping | None = None, *, wit
 
 # --- the loaded model ------------------------------------------------------
 
-class OriginalModel(nn.Module):
+class OriginalModel(ConfigInputs, nn.Module):
     """An original checkpoint as a module: ``forward(seq, expression, mean_acc) -> P(accessible)``.
 
     seq: float32 (N, 1000, 4) one-hot, A, C, G, T; expression: (N, G) in the
@@ -392,14 +392,6 @@ class OriginalModel(nn.Module):
         self.config = model.config
         self.args = OriginalArgs(args or {})
         self.checkpoint_info = dict(info or {})
-
-    @property
-    def with_mean(self) -> bool:
-        return self.config.with_mean
-
-    @property
-    def n_genes(self) -> int:
-        return self.config.n_genes
 
     def forward(self, seq, expression, mean_acc=None) -> torch.Tensor:
         seq = torch.as_tensor(seq, dtype=torch.float32)

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.tables import write_tsv
 from chromdragonn.weights import load_models
 
 log = logging.getLogger(__name__)
@@ -179,14 +180,7 @@ def predict(intervals_file, fasta_file, cell_types, expression_file=None, expres
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """TSV, written to <path>.partial and renamed, so no half-written file is left."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_tsv(df, path, float_format="%.6g")
 
 
 def add_model_input_options(p) -> None:

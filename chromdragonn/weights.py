@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.model import ChromDragoNN, ModelConfig
+from chromdragonn.model import ChromDragoNN, ConfigInputs, ModelConfig
+from chromdragonn.tables import write_tsv
 
 WEIGHTS_FORMAT = "chromdragonn-weights/1"
 EXPRESSION_TRANSFORM = "arcsinh_tpm"
@@ -117,7 +118,7 @@ def load_model(path: str | os.PathLike, md5: str | None = None, n_genes: int | N
     return model, genes
 
 
-class Ensemble(torch.nn.Module):
+class Ensemble(ConfigInputs, torch.nn.Module):
     """Mean of the fold models' probabilities; same gene panel and inputs for all."""
 
     def __init__(self, models: Iterable[ChromDragoNN]):
@@ -128,14 +129,6 @@ class Ensemble(torch.nn.Module):
             if m.n_genes != first.n_genes or m.with_mean != first.with_mean:
                 raise ChromDragoNNError("ensemble members must share the gene panel and the mean input")
         self.config = first.config
-
-    @property
-    def with_mean(self) -> bool:
-        return self.config.with_mean
-
-    @property
-    def n_genes(self) -> int:
-        return self.config.n_genes
 
     @torch.no_grad()
     def predict_grid(self, seq, expression, mean_acc=None) -> torch.Tensor:
@@ -167,10 +160,7 @@ def write_gene_panel(path: str | os.PathLike, symbols: Sequence[str], ensembl_id
     """The ordered panel: model input i is row i; ``fill_arcsinh_tpm`` is used for missing genes."""
     df = pd.DataFrame({"gene_symbol": list(symbols), "ensembl_id": list(ensembl_ids),
                        "fill_arcsinh_tpm": np.round(np.asarray(fill_values, dtype=float), 6)})
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    write_tsv(df, path)
 
 
 def read_gene_panel(path: str | os.PathLike) -> pd.DataFrame:

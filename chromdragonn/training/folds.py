@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.tables import write_tsv
 from chromdragonn.genome import match_chrom
 from chromdragonn.training.preprocess import parse_region
 from chromdragonn.training.store import BIN_SIZE, WINDOW, Store
@@ -44,10 +45,7 @@ def make_folds(contexts: Sequence[str], n_folds: int = 5, n_valid: int = 4, seed
 
 
 def write_folds(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    df.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    write_tsv(df, path)
 
 
 def read_folds(path: str | os.PathLike) -> pd.DataFrame:
