@@ -129,3 +129,54 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
 
     text = write_report(cfg, cfg["run_dir"], tmp_path / "REPORT.md", tmp_path / "figures", ["python -m ..."])
     assert "simulated labels" in text and "0.579" in text and (tmp_path / "figures" / "pr_fold0.png").is_file()
+
+
+def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):
+    """Warm-up on cached frozen-trunk features: the trunk stays the stage-1 trunk, the head moves,
+    the mean column starts wide, and step 0 (the warmed-up model) is validated for selection."""
+    s2 = dict(cfg["stage2"], steps=0, mean_init_scale=3.0,
+              head_warmup={"steps": 3, "intervals": 4, "contexts_per_interval": 2, "train_bins": 40})
+    out = train_stage2(dict(cfg, stage2=s2), 0, tmp_path / "warm", True, stage1, progress=False)
+    state = _state(out)
+    s1 = torch.load(stage1, weights_only=True)["state_dict"]
+    assert all(torch.equal(state[k], s1[k]) for k in s1 if k.startswith("trunk.") and "num_batches" not in k)
+    w_mean = state["head.fc1.weight"][:, -1]
+    assert w_mean.abs().max() > 2.5  # U(-3, 3) over 1,000 weights; the default init is +-0.013
+    summary = dict(line.split("\t") for line in (tmp_path / "warm" / "summary.tsv").read_text().splitlines())
+    assert summary["warmup_steps"] == "3" and summary["warmup_bins"] == "40" and summary["best_step"] == "0"
+    hist = (tmp_path / "warm" / "history.tsv").read_text().splitlines()
+    assert hist[1].split("\t")[0] == "0" and 0 <= float(hist[1].split("\t")[2]) <= 1
+
+
+def test_head_copied_from_stage1_predicts_the_average_stage1_logit(cfg, stage1):
+    """fc1 (trunk columns), bn4/bn5, fc2 copied; fc3 = mean of the per-context units: the stage-2
+    log-odds equal the mean of the stage-1 logits, whatever the expression."""
+    from chromdragonn.model import ChromDragoNN, ModelConfig, SequenceModel
+    from chromdragonn.training.train import init_head_from_stage1
+
+    ck = torch.load(stage1, weights_only=True)
+    seq_model = SequenceModel(ck["n_tasks"])
+    seq_model.load_state_dict(ck["state_dict"])
+    store = FoldData(cfg, 0).store
+    model = ChromDragoNN(ModelConfig(len(store.genes), False))
+    model.trunk.load_state_dict({k[6:]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")})
+    init_head_from_stage1(model, ck["state_dict"])
+    seq_model.eval(), model.eval()
+    x = torch.from_numpy(store.onehot(np.arange(6)))
+    expr = torch.from_numpy(store.expression[[0, 5, 9, 20, 30, 40]])
+    with torch.no_grad():
+        expected = seq_model(x).mean(dim=1)
+        logp = model(x, expr)
+    assert torch.allclose(logp[:, 1] - logp[:, 0], expected, atol=1e-5)
+
+
+def test_pair_sampler_without_sequence_draws_the_same_pairs(cfg):
+    from chromdragonn.training.data import PairSampler
+
+    data = FoldData(cfg, 0)
+    kw = dict(store=data.store, bin_idx=data.train_bins, ctx_idx=data.train_ctx, mean=data.mean,
+              intervals=5, contexts_per_interval=3, seed=4)
+    a, b = PairSampler(**kw).next(), PairSampler(**kw, with_sequence=False).next()
+    assert b.seq is None and a.seq.shape == (5, 1000, 4)
+    assert np.array_equal(a.bins, b.bins) and np.array_equal(a.contexts, b.contexts)
+    assert np.array_equal(a.labels, b.labels)

@@ -244,7 +244,12 @@ def cmd_run(args) -> int:
                           fd / "eval", data=data)
             timings[f"fold {fold} evaluation"] = time.time() - t1
         timings[f"fold {fold} total (this invocation)"] = time.time() - t0
-        timing_file.write_text(json.dumps(timings, indent=1))
+        # several `run --folds` processes may share the run directory: merge, then replace atomically
+        merged = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
+        merged.update({k: v for k, v in timings.items() if k.startswith(f"fold {fold} ")})
+        tmp = timing_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, indent=1))
+        os.replace(tmp, timing_file)
     return 0
 
 

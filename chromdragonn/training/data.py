@@ -103,7 +103,7 @@ class Stage1Sampler:
 
 @dataclass
 class PairBatch:
-    seq: np.ndarray      # (B, 1000, 4)
+    seq: np.ndarray | None  # (B, 1000, 4); None when the sampler skips sequence
     contexts: np.ndarray  # (B, K) store context indices
     labels: np.ndarray   # (B, K) int64
     mean: np.ndarray     # (B,) float32
@@ -115,8 +115,9 @@ class PairSampler:
 
     def __init__(self, store: Store, bin_idx: np.ndarray, ctx_idx: np.ndarray, mean: np.ndarray,
                  intervals: int, contexts_per_interval: int, seed: int, rank: int = 0, world: int = 1,
-                 upsample_positives: bool = True, positive_fraction: float = 0.25):
+                 upsample_positives: bool = True, positive_fraction: float = 0.25, with_sequence: bool = True):
         self.store, self.ctx, self.mean = store, np.asarray(ctx_idx), mean
+        self.with_sequence = with_sequence  # False: batches without one-hot (head trained on cached features)
         self.bins = np.asarray(bin_idx)
         self.B = max(1, intervals // world)
         self.K = contexts_per_interval
@@ -145,4 +146,5 @@ class PairSampler:
         idx = self.bins[rows]
         order = np.argsort(idx, kind="stable")  # sorted reads from the memory-mapped store
         rows, pos, labels, idx = rows[order], pos[order], labels[order], idx[order]
-        return PairBatch(self.store.onehot(idx), self.ctx[pos], labels, self.mean[idx].astype(np.float32), idx)
+        seq = self.store.onehot(idx) if self.with_sequence else None
+        return PairBatch(seq, self.ctx[pos], labels, self.mean[idx].astype(np.float32), idx)

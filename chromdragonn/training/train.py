@@ -82,8 +82,12 @@ class Dist:
 
 
 def autocast(cfg: dict, device: torch.device):
+    """bfloat16 autocast: on GPU when ``amp`` (default on); on CPU only when ``amp_cpu`` is set
+    (worth it on CPUs with native bf16 matrix units, e.g. AVX512-BF16 / AMX)."""
     if device.type == "cuda" and cfg.get("amp", True):
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and cfg.get("amp_cpu", False):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -175,8 +179,12 @@ def pair_step(pair_model: nn.Module, batch, expression: torch.Tensor, device) ->
 
 def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module, optimizer, steps: int,
               step_fn, eval_fn, eval_every: int, checkpoint_every: int, seed: int, d: Dist,
-              progress: bool) -> dict:
-    """Shared training loop: resume, seeded steps, periodic validation, best-state keeping."""
+              progress: bool, eval_initial: bool = False) -> dict:
+    """Shared training loop: resume, seeded steps, periodic validation, best-state keeping.
+
+    ``eval_initial``: also validate the starting state (step 0), so that selection can keep
+    it when further training does not help (stage 2 after a head warm-up).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
     start, best_score, best_step, best_state, history = 0, -1.0, -1, None, []
@@ -188,6 +196,10 @@ def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module,
         best_state, history = ck["best_model"], [list(h) for h in ck["history"]]
         if d.main:
             log.info("%s: resumed from %s at step %d", name, last, start)
+    if start == 0 and eval_initial and d.main:
+        best_score, best_step, best_state = eval_fn(), 0, _cpu_state(model)
+        history.append([0, float("nan"), best_score, 0.0])
+        log.info("%s: validation AUPRC %.4f before the first step", name, best_score)
     bar = tqdm(range(start, steps), desc=name, unit="step", disable=not (progress and d.main),
                initial=start, total=steps)
     t0 = time.time()
@@ -273,6 +285,113 @@ def train_stage1(cfg: dict, fold: int, out_dir: str | os.PathLike, data: FoldDat
     return best
 
 
+def init_mean_column(model: ChromDragoNN, scale: float | None) -> None:
+    """Initialise fc1's mean-accessibility column uniformly in [-scale, scale].
+
+    PyTorch's default init draws every fc1 weight in +-1/sqrt(5,776) = +-0.013, so the
+    single [0, 1] mean input starts about 100x weaker than the expression and trunk
+    blocks, and Adam (which moves a weight by about lr per step) needs thousands of
+    steps to grow it: training/diagnostics/README.md measures this.  A wider init of
+    that one column lets the head use the paper's "surprisingly powerful" feature from
+    the start.  Architecture and checkpoint format are unchanged.
+    """
+    if scale and model.with_mean:
+        _, _, w_mean = model.head.fc1_parts()
+        with torch.no_grad():
+            w_mean.uniform_(-float(scale), float(scale))
+
+
+def init_head_from_stage1(model: ChromDragoNN, stage1_state: dict) -> None:
+    """Start the stage-2 head where the stage-1 head left off.
+
+    Stage 1's fc1 (4200 -> 1000), bn4, fc2 and bn5 have the shapes of stage 2's fc1 trunk
+    columns, bn1, fc2 and bn2, so they are copied; fc1's expression columns start at 0 (so
+    the copied layer computes what it computed in stage 1), and fc3 starts as the average of
+    stage 1's per-context output units (class 1) against 0 (class 0).  The stage-2 model
+    thus starts as "accessibility averaged over the training contexts, from sequence" and
+    learns the context-specific part from the expression.  Without this the head relearns
+    the 4200 -> 1000 -> 1000 layers from scratch on far fewer (interval, context) pairs than
+    stage 1 saw, which is what the shipped CPU run could not afford.
+    """
+    src = {k[len("head."):]: v for k, v in stage1_state.items() if k.startswith("head.")}
+    head = model.head
+    if "fc1.weight" not in src or src["fc1.weight"].shape[1] != head.trunk_dim:
+        raise ChromDragoNNError("the stage-1 state has no head matching this trunk; cannot copy it")
+    with torch.no_grad():
+        w_trunk, w_expr, w_mean = head.fc1_parts()
+        w_trunk.copy_(src["fc1.weight"])
+        w_expr.zero_()
+        if w_mean is not None:
+            w_mean.zero_()
+        head.fc1.bias.copy_(src["fc1.bias"])
+        for dst, name in ((head.bn1, "bn4"), (head.bn2, "bn5")):
+            dst.load_state_dict({k.split(".", 1)[1]: v for k, v in src.items() if k.startswith(name + ".")})
+        head.fc2.load_state_dict({"weight": src["fc2.weight"], "bias": src["fc2.bias"]})
+        head.fc3.weight.zero_()
+        head.fc3.bias.zero_()
+        head.fc3.weight[1] = src["fc3.weight"].mean(dim=0)
+        head.fc3.bias[1] = src["fc3.bias"].mean()
+
+
+def cache_trunk_features(model: ChromDragoNN, store: Store, bin_idx: np.ndarray, cfg: dict, device,
+                         batch_size: int = 128, progress: bool = True) -> torch.Tensor:
+    """Trunk features (n, 4200) of ``bin_idx`` in eval mode, stored as bfloat16 to halve the memory."""
+    model.trunk.eval()
+    out = torch.empty(len(bin_idx), model.head.trunk_dim, dtype=torch.bfloat16)
+    with torch.no_grad(), autocast(cfg, device):
+        for lo in tqdm(range(0, len(bin_idx), batch_size), desc="trunk features", unit="batch",
+                       disable=not progress):
+            seq = torch.from_numpy(store.onehot(bin_idx[lo:lo + batch_size])).to(device)
+            out[lo:lo + len(seq)] = model.trunk(seq).to(torch.bfloat16).cpu()
+    return out
+
+
+def warm_up_head(model: ChromDragoNN, data: FoldData, warm: dict, cfg: dict, seed: int, device,
+                 progress: bool = True) -> dict:
+    """Train the stage-2 head alone on cached features of the frozen stage-1 trunk.
+
+    Stage 2 with a frozen trunk is one of the paper's settings; caching its features
+    makes a head step cost no trunk pass at all, so many more distinct intervals fit
+    in a batch (default 128 x 4 instead of 16 x 32) and many more steps fit in the
+    budget.  The tuned stage 2 then starts from this head instead of a random one.
+    Same pair distribution as stage 2 (1 positive : 3 negatives).
+    """
+    store = data.store
+    bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, warm.get("train_bins"),
+                                    float(warm.get("positive_share", 0.5)), seed + 1)
+    t0 = time.time()
+    feats = cache_trunk_features(model, store, bins, cfg, device, progress=progress)
+    row_of = np.full(len(store), -1, np.int64)
+    row_of[bins] = np.arange(len(bins))
+    sampler = PairSampler(store, bins, data.train_ctx, data.mean, int(warm.get("intervals", 128)),
+                          int(warm.get("contexts_per_interval", 4)), seed + 1, with_sequence=False)
+    expression = torch.from_numpy(store.expression).to(device)
+    head = model.head
+    opt = torch.optim.Adam(head.parameters(), lr=float(warm.get("lr", 1e-3)),
+                           weight_decay=float(warm.get("weight_decay", 0.0)))
+    head.train()
+    steps = int(warm["steps"])
+    losses = []
+    bar = tqdm(range(steps), desc="stage-2 head warm-up", unit="step", disable=not progress)
+    for step in bar:
+        sampler.rng = np.random.default_rng([seed, 1, step])
+        step_seed(seed + 1, 0, step)
+        b = sampler.next()
+        k = b.contexts.shape[1]
+        x = feats[torch.from_numpy(row_of[b.bins])].to(device).float().repeat_interleave(k, dim=0)
+        expr = expression[torch.from_numpy(b.contexts.reshape(-1)).to(device)]
+        mean = torch.from_numpy(b.mean).to(device).repeat_interleave(k, dim=0) if model.with_mean else None
+        loss = F.nll_loss(head(x, expr, mean), torch.from_numpy(b.labels.reshape(-1)).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return {"steps": steps, "bins": len(bins), "seconds": round(time.time() - t0, 1),
+            "final_loss": float(np.mean(losses[-50:])) if losses else float("nan")}
+
+
 def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bool, stage1_path=None,
                  data: FoldData | None = None, progress: bool = True) -> Path:
     """Stage 2 of one fold, with or without the mean feature; returns its weights file (fp32)."""
@@ -291,10 +410,24 @@ def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bo
             raise ChromDragoNNError(f"{stage1_path} holds a {ck.get('trunk')} trunk, this run uses {model.config.trunk}")
         trunk_state = {k[len("trunk."):]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")}
         model.trunk.load_state_dict(trunk_state)
+        if s2.get("init_head_from_stage1", False):
+            init_head_from_stage1(model, ck["state_dict"])
+    init_mean_column(model, s2.get("mean_init_scale"))
+    model.to(d.device)
+    warm = s2.get("head_warmup") or {}
+    warm_info = None
+    if int(warm.get("steps", 0)) > 0 and not (out_dir / "last.pt").is_file():  # resuming: the warm head is in last.pt
+        if d.main:
+            warm_info = warm_up_head(model, data, warm, cfg, seed, d.device, progress=progress)
+            log.info("fold %d stage 2 (%s mean): head warm-up %d steps on %d bins, %.0f s, final loss %.4f", fold,
+                     "with" if with_mean else "no", warm_info["steps"], warm_info["bins"], warm_info["seconds"],
+                     warm_info["final_loss"])
+        if d.world > 1:  # every rank starts from rank 0's warmed-up head
+            for t in model.head.state_dict().values():
+                dist.broadcast(t, 0)
     tune = bool(s2.get("tune_trunk", True))
     for p in model.trunk.parameters():
         p.requires_grad_(tune)
-    model.to(d.device)
     pair_model = PairModel(model)
     trained = d.wrap(pair_model)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(s2.get("lr", 1e-4)))
@@ -321,7 +454,8 @@ def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bo
     res = _run_loop(name=f"fold{fold} stage2 {'with' if with_mean else 'no'} mean", out_dir=out_dir,
                     model=model, trained=trained, optimizer=opt, steps=int(s2["steps"]), step_fn=step_fn,
                     eval_fn=eval_fn, eval_every=int(s2.get("eval_every", 50)),
-                    checkpoint_every=int(s2.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress)
+                    checkpoint_every=int(s2.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress,
+                    eval_initial=warm_info is not None or int(warm.get("steps", 0)) > 0)
     weights = out_dir / "weights.pt"
     if d.main:
         model.load_state_dict(res["best_state"])
@@ -329,6 +463,9 @@ def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bo
         save_weights(model, weights, store.genes, half=False)
         with open(out_dir / "summary.tsv", "w") as fh:
             fh.write(f"valid_auprc\t{res['best_score']}\nbest_step\t{res['best_step']}\nseconds\t{res['seconds']}\n")
+            if warm_info is not None:
+                for key, value in warm_info.items():
+                    fh.write(f"warmup_{key}\t{value}\n")
         log.info("fold %d stage 2 (%s mean): best validation AUPRC %.4f at step %d (%.0f s)", fold,
                  "with" if with_mean else "no", res["best_score"], res["best_step"], res["seconds"])
     d.barrier()
