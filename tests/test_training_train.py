@@ -129,6 +129,10 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
 
     text = write_report(cfg, cfg["run_dir"], tmp_path / "REPORT.md", tmp_path / "figures", ["python -m ..."])
     assert "simulated labels" in text and "0.579" in text and (tmp_path / "figures" / "pr_fold0.png").is_file()
+    # the simulated store keeps the rule's probability: its AUPRC (the ceiling) is scored and reported
+    p_true = np.load(Path(cfg["store"]) / "probability.npy")[idx][:, data.test_ctx].astype(np.float64)
+    assert res["settings"]["training loci"]["rule_probability"]["auprc"] == pytest.approx(auprc(y, p_true))
+    assert "ceiling" in text and "averaged over the fold's test contexts" in text
 
 
 def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):

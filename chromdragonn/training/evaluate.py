@@ -130,6 +130,11 @@ def evaluate_fold(cfg: dict, fold: int, weights_with_mean: str | os.PathLike | N
                                         batch_size=int(cfg.get("eval_batch_size", 64)), progress=progress)
         open_fraction = np.repeat(train_lab.mean(axis=1)[:, None], len(data.test_ctx), axis=1)
         res = {"bins": int(len(idx)), "pairs": int(y.size), "positive_rate": float(y.mean()), "methods": {}}
+        truth = store.directory / "probability.npy"  # simulated stores keep the rule's P(accessible)
+        if truth.is_file():
+            p_true = np.asarray(np.load(truth, mmap_mode="r")[idx][:, data.test_ctx], np.float64)
+            # the ceiling: labels are Bernoulli draws from this probability
+            res["rule_probability"] = {"auprc": auprc(y, p_true), "auroc": auroc(y, p_true)}
         for name, s in scores.items():
             m = method_metrics(y, s, test_names)
             m["fig1e"] = binned_auprc(y, s, open_fraction)

@@ -395,8 +395,9 @@ def label_region_with_rule(out_dir, fasta, rule: SimulatedAccessibility, express
     kw = dict(bins=bins, expression=expression, contexts=list(contexts), genes=rule.genes, chromosomes=chroms,
               label_kind=RULE_NAME, sequence=np.concatenate(codes))
     store = write_store(out_dir, labels=np.zeros((len(bins), len(contexts)), np.uint8), source={}, **kw)
-    _, labels = label_store_bins(rule, store, expression, seed, progress=False)
+    prob, labels = label_store_bins(rule, store, expression, seed, progress=False)
     store = write_store(out_dir, labels=labels, source={"rule": "given", "seed": seed,
                                                         "regions": list(regions or [])}, **kw)
     rule.save(store.directory / "rule.json")
+    np.save(store.directory / "probability.npy", prob.astype(np.float16))
     return store

@@ -202,7 +202,7 @@ def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module,
         log.info("%s: validation AUPRC %.4f before the first step", name, best_score)
     bar = tqdm(range(start, steps), desc=name, unit="step", disable=not (progress and d.main),
                initial=start, total=steps)
-    t0 = time.time()
+    t0 = time.time() - (history[-1][3] if history else 0.0)  # seconds count on across resumes
     for step in bar:
         trained.train()
         step_seed(seed, d.rank, step)
