@@ -403,8 +403,8 @@ def snv_records(vcfs, genome) -> list[tuple[str, int, str, str]]:
 
 
 def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: str = "cpu",
-                matter: float = 0.01, batch_size: int = 64, weights_dir: Path = paths.WEIGHTS_DIR
-                ) -> tuple[list[dict], int]:
+                matter: float = 0.01, batch_size: int = 64, weights_dir: Path = paths.WEIGHTS_DIR,
+                variant: str = "with_mean") -> tuple[list[dict], int]:
     """Spearman(ours diff, true diff) per fold and held-out context. Returns (rows, n_snvs)."""
     from scipy.stats import spearmanr
 
@@ -427,7 +427,7 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     alts = [w[:499] + a + w[500:] for w, (_, _, _, a) in zip(refs, snvs)]
     rows = []
     for fold in folds:
-        model, genes = load_model(Path(weights_dir) / f"fold{fold}.with_mean.pt")
+        model, genes = load_model(Path(weights_dir) / f"fold{fold}.{variant}.pt")
         test = folds_df[(folds_df.fold == fold) & (folds_df.role == "test")]["context"].tolist()
         expr = source.matrix(test)
         scorer = VariantScorer(model.to(device), expr, test, genome, ["diff"],
@@ -451,8 +451,9 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
 def run_truth(args) -> None:
     folds = [int(f) for f in args.folds.split(",")]
     t0 = time.perf_counter()
-    rows, n = truth_check(folds, args.max_variants, args.device, args.matter)
+    rows, n = truth_check(folds, args.max_variants, args.device, args.matter, variant=args.model)
     lines = [
+        f"Models: weights/fold*.{args.model}.pt. "
         f"Simulated labels (training/REPORT.md): each fold's model scored on its own held-out (test) contexts; "
         f"{n:,} real SNVs (1000 Genomes + ClinVar, inside the chr22 slice); true effect = P_rule(alt) - P_rule(ref) "
         f"of the generative rule (chromdragonn.training.simulate); 'matter' = |true effect| >= {args.matter}. "
@@ -469,8 +470,11 @@ def run_truth(args) -> None:
                   f"{np.nanmedian(big_r):.3f} (SNVs that matter)."]
     text = "\n".join(lines)
     print(text)
-    write_section("truth", "Variant effects against the simulated truth (issue 4)",
+    key = "truth" if args.model == "with_mean" else f"truth_{args.model}"
+    write_section(key, "Variant effects against the simulated truth (issue 4)"
+                  + ("" if args.model == "with_mean" else f", {args.model} model"),
                   f"python benchmarks/bench_variants.py truth --folds {args.folds}"
+                  + ("" if args.model == "with_mean" else f" --model {args.model}")
                   + (f" --max-variants {args.max_variants}" if args.max_variants else ""), text)
 
 
@@ -496,6 +500,8 @@ def main() -> None:
     tp.add_argument("--max-variants", type=int, default=None)
     tp.add_argument("--device", default="cpu")
     tp.add_argument("--matter", type=float, default=0.01)
+    tp.add_argument("--model", default="with_mean", choices=["with_mean", "no_mean"],
+                    help="which shipped fold files to score (no_mean: only the folds shipped, e.g. --folds 0)")
     args = ap.parse_args()
     if args.mode == "speed":
         run_speed(args)
