@@ -1,10 +1,12 @@
-"""Writing tables without ever leaving a half-written file."""
+"""TSV tables: written without ever leaving a half-written file, read with their required columns checked."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pandas as pd
+
+from chromdragonn.errors import ChromDragoNNError
 
 
 def write_tsv(df: pd.DataFrame, path: str | os.PathLike, **to_csv_kwargs) -> None:
@@ -17,3 +19,15 @@ def write_tsv(df: pd.DataFrame, path: str | os.PathLike, **to_csv_kwargs) -> Non
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_tsv(path: str | os.PathLike, what: str, columns, dtype: dict | None = None) -> pd.DataFrame:
+    """A TSV with the required ``columns`` (one-line errors name ``what`` and the file); returns all columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChromDragoNNError(f"{what} not found: {path}")
+    df = pd.read_csv(path, sep="\t", dtype=dtype)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ChromDragoNNError(f"{what} {path} lacks column(s) {', '.join(missing)}")
+    return df

@@ -26,7 +26,7 @@ import torch
 
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.model import ChromDragoNN, ConfigInputs, ModelConfig
-from chromdragonn.tables import write_tsv
+from chromdragonn.tables import read_tsv, write_tsv
 
 WEIGHTS_FORMAT = "chromdragonn-weights/1"
 EXPRESSION_TRANSFORM = "arcsinh_tpm"
@@ -164,11 +164,5 @@ def write_gene_panel(path: str | os.PathLike, symbols: Sequence[str], ensembl_id
 
 
 def read_gene_panel(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise ChromDragoNNError(f"gene panel file not found: {path}")
-    df = pd.read_csv(path, sep="\t", dtype={"gene_symbol": str, "ensembl_id": str})
-    missing = [c for c in GENE_PANEL_COLUMNS if c not in df.columns]
-    if missing:
-        raise ChromDragoNNError(f"gene panel {path} lacks column(s) {', '.join(missing)}")
+    df = read_tsv(path, "gene panel file", GENE_PANEL_COLUMNS, dtype={"gene_symbol": str, "ensembl_id": str})
     return df[GENE_PANEL_COLUMNS]

@@ -10,14 +10,13 @@ shares a base with a held-out one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.tables import write_tsv
+from chromdragonn.tables import read_tsv, write_tsv
 from chromdragonn.genome import match_chrom
 from chromdragonn.training.preprocess import parse_region
 from chromdragonn.training.store import BIN_SIZE, WINDOW, Store
@@ -49,13 +48,7 @@ def write_folds(df: pd.DataFrame, path: str | os.PathLike) -> None:
 
 
 def read_folds(path: str | os.PathLike) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise ChromDragoNNError(f"folds file not found: {path}")
-    df = pd.read_csv(path, sep="\t", dtype={"context": str, "role": str})
-    missing = {"fold", "context", "role"} - set(df.columns)
-    if missing:
-        raise ChromDragoNNError(f"{path}: lacks column(s) {', '.join(sorted(missing))}")
+    df = read_tsv(path, "folds file", ["fold", "context", "role"], dtype={"context": str, "role": str})
     bad = sorted(set(df["role"]) - set(ROLES))
     if bad:
         raise ChromDragoNNError(f"{path}: unknown role(s) {', '.join(bad)}; expected train, valid, test")
