@@ -47,7 +47,7 @@ from chromdragonn.variants import fetch  # noqa: E402  (pyfaidx bgzip block-boun
 RESULTS = Path(__file__).resolve().parent / "RESULTS_variants.md"
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 MEAN_BW = paths.EXAMPLE_DIR / "mean_accessibility_example.bw"
-SHARED = REPO.parent / "shared" / "data"
+SHARED = paths.SHARED_DATA
 KG_VCF = SHARED / "variants" / "1kg_phase3_chr22_ADA2_GAB4.sites.vcf.gz"
 CLINVAR_VCF = SHARED / "variants" / "clinvar_20180429_pathogenic_hg19_chr22.vcf.gz"
 SLICE_START, SLICE_END = 16_050_000, 22_000_000  # real bases of the FASTA slice (0-based)

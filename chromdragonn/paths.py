@@ -6,11 +6,17 @@ package, so defaults resolve from here.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = REPO_ROOT / "weights"
 EXAMPLE_DIR = REPO_ROOT / "example"
+# The project's shared public data (hg19 chr22, VCFs, Roadmap RNA-seq, TF list, motifs): next to the
+# repository by default; CHROMDRAGONN_SHARED points elsewhere (a clone in another place). Only the
+# tests, the benchmarks and the training defaults read it; prediction needs none of it.
+SHARED_DIR = Path(os.environ.get("CHROMDRAGONN_SHARED", REPO_ROOT.parent / "shared"))
+SHARED_DATA = SHARED_DIR / "data"
 MODEL_YAML = REPO_ROOT / "model.yaml"
 
 GENE_PANEL = WEIGHTS_DIR / "gene_panel.tsv"

@@ -34,7 +34,7 @@ from chromdragonn.weights import write_gene_panel
 
 logger = logging.getLogger("make_example_data")
 
-DEFAULT_DATA = paths.REPO_ROOT.parent / "shared" / "data"
+DEFAULT_DATA = paths.SHARED_DATA
 SLICE_START = 16_050_000  # 0-based: real bases of the slice start at 16,050,001 (1-based)
 SLICE_END = 22_000_000
 BIGWIG_STEP = 50

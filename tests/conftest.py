@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from chromdragonn import paths
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = paths.SHARED_DATA
 EXAMPLE = REPO / "example"
 FASTA = EXAMPLE / "hg19_chr22_1-22000000.fa.gz"
 BED = EXAMPLE / "intervals.bed"
@@ -99,3 +101,10 @@ def kipoi_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def pytest_sessionstart(session):
+    # The tests assert numbers on the project's real shared data; say where it was looked for.
+    if not SHARED_DATA.is_dir():
+        pytest.exit(f"shared data not found at {SHARED_DATA}: clone next to ../shared, "
+                    "or set CHROMDRAGONN_SHARED to the folder holding data/ and reference/", returncode=2)

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from chromdragonn import paths
 from chromdragonn.model import ChromDragoNN, ModelConfig, ResNetTrunk, SequenceModel
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "original_stage2_state_dict_keys.tsv"
+REFERENCE = paths.SHARED_DIR / "reference" / "original_stage2_state_dict_keys.tsv"
 
 
 @pytest.fixture(scope="module")

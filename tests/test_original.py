@@ -29,12 +29,13 @@ import torch.nn.functional as F
 
 import chromdragonn
 from chromdragonn.convert import main as convert_main, read_gene_list
+from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.original import convert_state_dict, load_original, read_original_checkpoint
 from chromdragonn.weights import load_model, md5sum, read_gene_panel
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = paths.SHARED_DIR
 DATA = SHARED / "data"
 REFERENCE_TSV = SHARED / "reference" / "original_stage2_state_dict_keys.tsv"
 FASTA_GZ = DATA / "genome" / "hg19_chr22_1-22000000.fa.gz"

@@ -16,7 +16,7 @@ from chromdragonn.training.preprocess import (build_store_from_peaks, covered_ba
 from chromdragonn.training.release import import_release, safe_joblib_load
 from chromdragonn.training.store import encode
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = paths.SHARED_DATA
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 E003 = SHARED / "accessibility" / "roadmap_E003_H1_DNase_enhancer_regions_hg19_chr22.bed.gz"
 RANDOM = SHARED / "accessibility" / "kipoi_random_regions_hg19_chr22.bed.gz"

@@ -1,5 +1,4 @@
 """The simulated-labels rule: real windows of hg19 chr22, real Roadmap expression, real JASPAR motifs."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from chromdragonn.genome import Genome, one_hot
 from chromdragonn.training.motifs import log_odds, read_meme
 from chromdragonn.training.simulate import SimulatedAccessibility, sample_labels
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = paths.SHARED_DATA
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 
 

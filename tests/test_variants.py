@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
+from chromdragonn import paths
 from chromdragonn.cli import main
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.expression import ExpressionSource
@@ -30,7 +31,7 @@ from chromdragonn.weights import load_model
 
 from conftest import FASTA, MEAN_BW, REPO, USER_TABLE
 
-SHARED = REPO.parent / "shared" / "data"
+SHARED = paths.SHARED_DATA
 KG_VCF = SHARED / "variants" / "1kg_phase3_chr22_ADA2_GAB4.sites.vcf.gz"
 CLINVAR_VCF = SHARED / "variants" / "clinvar_20180429_pathogenic_hg19_chr22.vcf.gz"
 CONTEXTS = ["E003", "E116"]

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import yaml
 
+from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
 
 log = logging.getLogger("chromdragonn.training")
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED = paths.SHARED_DATA
 
 
 def load_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
