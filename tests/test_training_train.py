@@ -184,3 +184,21 @@ def test_pair_sampler_without_sequence_draws_the_same_pairs(cfg):
     assert b.seq is None and a.seq.shape == (5, 1000, 4)
     assert np.array_equal(a.bins, b.bins) and np.array_equal(a.contexts, b.contexts)
     assert np.array_equal(a.labels, b.labels)
+
+
+def test_run_until_stops_each_fold_after_the_named_step(cfg, tmp_path):
+    """`run --until stage1` trains stage 1 only; `--until stage2` then adds both stage-2 models, no evaluation."""
+    from chromdragonn.training.__main__ import main
+
+    run_cfg = {k: v for k, v in cfg.items() if k != "_path"}
+    run_cfg["run_dir"] = str(tmp_path / "run")
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(run_cfg))
+    fold = tmp_path / "run" / "fold0"
+    args = ["run", "--config", str(tmp_path / "cfg.yaml"), "--folds", "0"]
+    assert main([*args, "--until", "stage1"]) == 0
+    assert (fold / "stage1" / "stage1.pt").is_file()
+    assert not (fold / "stage2_with_mean").exists() and not (fold / "eval").exists()
+    assert main([*args, "--until", "stage2"]) == 0
+    assert (fold / "stage2_with_mean" / "weights.pt").is_file() and (fold / "stage2_no_mean" / "weights.pt").is_file()
+    assert not (fold / "eval").exists()
+    assert "fold 0 total (this invocation)" in (tmp_path / "run" / "timings.json").read_text()

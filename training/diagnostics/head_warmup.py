@@ -1,17 +1,23 @@
 """Diagnostic (not part of the pipeline): the stage-2 head trained alone on cached trunk features.
 
-Fold 0 of the benchmark: trunk from a stage-1 state (frozen; features of 20,000 positive-enriched
+One fold of the benchmark (`--fold`, default 0): trunk from a stage-1 state (frozen; features of 20,000 positive-enriched
 training bins cached once with bf16 autocast, kept in tmp/diagnostics/), head trained with Adam on
-the paper's balanced pairs in B x K batches, then scored on 600 bins x fold 0's held-out contexts,
+the paper's balanced pairs in B x K batches, then scored on 600 bins x the fold's held-out contexts (and 600 validation-loci bins x its validation contexts),
 on training loci and on held-out loci, beside the mean and weighted-mean baselines. Each AUPRC is
 printed pooled / averaged per context.
 
     python training/diagnostics/head_warmup.py --mean-init-scale 0      # PyTorch's default init
     python training/diagnostics/head_warmup.py --mean-init-scale 30     # the shipped recipe
     python training/diagnostics/head_warmup.py --trunk-columns 0        # mean + expression only
+    python training/diagnostics/head_warmup.py --features oracle        # the rule's own sequence terms
+                                                                        # in place of the trunk features
+
+With `--features oracle` the 4,200 trunk columns hold the rule's sequence terms instead (column 0: its
+context-independent part, columns 1-10: the occupancy of each context motif, each standardised; the rest
+zero): the best features a trunk could learn, so the head alone is what is measured.
 
 Needs the store of `python -m chromdragonn.training simulate` and a stage-1 state (default: the
-benchmark run's fold 0).
+benchmark run's stage 1 of that fold).
 """
 import argparse
 import sys
@@ -27,12 +33,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from chromdragonn.model import ChromDragoNN, ModelConfig  # noqa: E402
 from chromdragonn.training.data import PairSampler, positive_enriched_subset  # noqa: E402
-from chromdragonn.training.evaluate import auprc, predict_bins, weighted_mean_baseline  # noqa: E402
+from chromdragonn.training.evaluate import auprc, weighted_mean_baseline  # noqa: E402
 from chromdragonn.training.train import (FoldData, cache_trunk_features, init_head_from_stage1,  # noqa: E402
                                          init_mean_column, load_checkpoint)
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--stage1", default=str(REPO / "tmp/benchmark/run_v2/fold0/stage1/stage1.pt"))
+ap.add_argument("--fold", type=int, default=0)
+ap.add_argument("--stage1", default=None, help="stage-1 state (default: the benchmark run's, of --fold)")
 ap.add_argument("--bins", type=int, default=8000, help="training bins (a seeded subset of the 20,000 cached)")
 ap.add_argument("--intervals", type=int, default=128)
 ap.add_argument("--contexts-per-interval", type=int, default=4)
@@ -41,25 +48,48 @@ ap.add_argument("--steps", type=int, default=600)
 ap.add_argument("--mean-init-scale", type=float, default=30.0)
 ap.add_argument("--no-mean", action="store_true")
 ap.add_argument("--copy-stage1-head", action="store_true")
+ap.add_argument("--l1-expression", type=float, default=0.0,
+                help="L1 penalty on fc1's expression columns (sum of |w|, times this)")
+ap.add_argument("--expression", choices=["real", "oracle-gates"], default="real",
+                help="oracle-gates: every gene zeroed except the rule's 10 context TFs, which carry their gate")
+ap.add_argument("--standardise-expression", action="store_true",
+                help="z-score each gene over the training contexts before the head")
+ap.add_argument("--features", choices=["trunk", "oracle"], default="trunk")
 ap.add_argument("--trunk-columns", type=float, default=1.0, help="0: trunk features zeroed (mean + expression only)")
 a = ap.parse_args()
+a.stage1 = a.stage1 or str(REPO / f"tmp/benchmark/run_v2/fold{a.fold}/stage1/stage1.pt")
 
 torch.set_num_threads(1)
 cfg = yaml.safe_load(open(REPO / "training/configs/benchmark.yaml"))
 cfg["store"] = str(REPO / cfg["store"])
 cfg["folds_file"] = str(REPO / cfg["folds_file"])
-data = FoldData(cfg, 0)
+data = FoldData(cfg, a.fold)
 store = data.store
 torch.manual_seed(0)
 model = ChromDragoNN(ModelConfig(len(store.genes), not a.no_mean))
-ck = load_checkpoint(Path(a.stage1))
-model.trunk.load_state_dict({k[6:]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")})
+if a.features == "trunk":
+    ck = load_checkpoint(Path(a.stage1))
+    model.trunk.load_state_dict({k[6:]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")})
 if a.copy_stage1_head:
     init_head_from_stage1(model, ck["state_dict"])
 init_mean_column(model, a.mean_init_scale)
 cached = positive_enriched_subset(store, data.train_bins, data.train_ctx, 20000, 0.5, 1)
-cache = REPO / "tmp/diagnostics" / f"features_fold0_{Path(a.stage1).stat().st_mtime_ns}.pt"
-if cache.is_file():
+if a.features == "oracle":
+    from chromdragonn.training.simulate import SimulatedAccessibility
+    rule = SimulatedAccessibility.load(genes=store.genes)
+
+    def oracle_features(idx, _stats=[]):
+        idx = np.asarray(idx)
+        terms = np.vstack([np.column_stack(rule.sequence_terms(store.onehot(idx[i:i + 2000])))
+                           for i in range(0, len(idx), 2000)])
+        if not _stats:  # standardise with the training bins' statistics
+            _stats.extend([terms.mean(0), terms.std(0)])
+        out = np.zeros((len(idx), model.head.trunk_dim), np.float32)
+        out[:, :terms.shape[1]] = (terms - _stats[0]) / _stats[1]
+        return torch.from_numpy(out)
+
+    feats = oracle_features(cached)
+elif (cache := REPO / "tmp/diagnostics" / f"features_fold{a.fold}_{Path(a.stage1).stat().st_mtime_ns}.pt").is_file():
     feats = torch.load(cache, weights_only=True)
 else:
     feats = cache_trunk_features(model, store, cached, {"amp_cpu": True}, torch.device("cpu"))
@@ -72,6 +102,16 @@ row_of[bins] = np.arange(len(bins))
 sampler = PairSampler(store, bins, data.train_ctx, data.mean, a.intervals, a.contexts_per_interval, 1,
                       with_sequence=False)
 expression = torch.from_numpy(store.expression)
+if a.standardise_expression:
+    mu = expression[data.train_ctx].mean(0)
+    sd = expression[data.train_ctx].std(0)
+    expression = torch.where(sd > 0, (expression - mu) / sd.clamp_min(1e-6), torch.zeros_like(expression))
+if a.expression == "oracle-gates":
+    from chromdragonn.training.simulate import SimulatedAccessibility
+    gate_rule = SimulatedAccessibility.load(genes=store.genes)
+    gate_expr = np.zeros_like(store.expression)
+    gate_expr[:, gate_rule._gene_idx.numpy()] = gate_rule.gates(store.expression)
+    expression = torch.from_numpy(gate_expr.astype(store.expression.dtype))
 opt = torch.optim.Adam(model.head.parameters(), lr=a.lr)
 model.head.train()
 t0, losses = time.time(), []
@@ -82,6 +122,9 @@ for step in range(a.steps):
     expr = expression[torch.from_numpy(b.contexts.reshape(-1))]
     mean = None if a.no_mean else torch.from_numpy(b.mean).repeat_interleave(k, 0)
     loss = F.nll_loss(model.head(x, expr, mean), torch.from_numpy(b.labels.reshape(-1)))
+    if a.l1_expression:
+        d = model.head.trunk_dim
+        loss = loss + a.l1_expression * model.head.fc1.weight[:, d:d + expression.shape[1]].abs().sum()
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -91,11 +134,21 @@ for step in range(a.steps):
 if a.trunk_columns == 0:
     model.head.fc1.weight.data[:, :model.head.trunk_dim] = 0
 model.eval()
-tc = data.test_ctx
-for name, tag, pool in (("training loci", 3, data.train_bins), ("held-out loci", 4, data.heldout_bins)):
+for name, tag, pool, tc in (("validation loci x validation contexts", 2, data.valid_bins, data.valid_ctx),
+                            ("training loci", 3, data.train_bins, data.test_ctx),
+                            ("held-out loci", 4, data.heldout_bins, data.test_ctx)):
     idx = data.sample(pool, 600, tag)
     y = np.asarray(store.labels[idx][:, tc])
-    scores = {"model": predict_bins(model, store, idx, tc, None if a.no_mean else data.mean, progress=False),
+    with torch.no_grad():
+        if a.features == "oracle":
+            f = oracle_features(idx)
+        else:
+            f = torch.cat([model.trunk(torch.from_numpy(store.onehot(idx[i:i + 64]))) for i in range(0, len(idx), 64)])
+        x = f.repeat_interleave(len(tc), 0)
+        expr = expression[torch.from_numpy(np.tile(tc, len(idx)))]
+        m = None if a.no_mean else torch.from_numpy(data.mean[idx]).repeat_interleave(len(tc), 0)
+        model_scores = model.head(x, expr, m)[:, 1].exp().reshape(len(idx), len(tc)).numpy()
+    scores = {"model": model_scores,
               "mean": np.repeat(data.mean[idx][:, None], len(tc), 1),
               "weighted mean": weighted_mean_baseline(np.asarray(store.labels[idx][:, data.train_ctx]),
                                                       store.expression[data.train_ctx], store.expression[tc])}
