@@ -1,10 +1,11 @@
 """Diagnostic (not part of the pipeline): the stage-2 head trained alone on cached trunk features.
 
-One fold of the benchmark (`--fold`, default 0): trunk from a stage-1 state (frozen; features of 20,000 positive-enriched
-training bins cached once with bf16 autocast, kept in tmp/diagnostics/), head trained with Adam on
-the paper's balanced pairs in B x K batches, then scored on 600 bins x the fold's held-out contexts (and 600 validation-loci bins x its validation contexts),
-on training loci and on held-out loci, beside the mean and weighted-mean baselines. Each AUPRC is
-printed pooled / averaged per context.
+One fold of the benchmark (`--fold`, default 0): trunk from a stage-1 state (frozen; features of
+20,000 positive-enriched training bins cached once with bf16 autocast, kept in tmp/diagnostics/), head
+trained with Adam on the paper's balanced pairs in B x K batches, then scored beside the mean and
+weighted-mean baselines on 600 validation-loci bins x the fold's validation contexts, and on 600 bins x
+its held-out (test) contexts on training loci and on held-out loci. Each AUPRC is printed pooled /
+averaged per context.
 
     python training/diagnostics/head_warmup.py --mean-init-scale 0      # PyTorch's default init
     python training/diagnostics/head_warmup.py --mean-init-scale 30     # the shipped recipe
@@ -74,21 +75,30 @@ if a.copy_stage1_head:
     init_head_from_stage1(model, ck["state_dict"])
 init_mean_column(model, a.mean_init_scale)
 cached = positive_enriched_subset(store, data.train_bins, data.train_ctx, 20000, 0.5, 1)
-if a.features == "oracle":
+rule = None
+if a.features == "oracle" or a.expression == "oracle-gates":
     from chromdragonn.training.simulate import SimulatedAccessibility
     rule = SimulatedAccessibility.load(genes=store.genes)
 
-    def oracle_features(idx, _stats=[]):
-        idx = np.asarray(idx)
-        terms = np.vstack([np.column_stack(rule.sequence_terms(store.onehot(idx[i:i + 2000])))
-                           for i in range(0, len(idx), 2000)])
-        if not _stats:  # standardise with the training bins' statistics
-            _stats.extend([terms.mean(0), terms.std(0)])
-        out = np.zeros((len(idx), model.head.trunk_dim), np.float32)
-        out[:, :terms.shape[1]] = (terms - _stats[0]) / _stats[1]
+
+def rule_terms(idx):
+    """The rule's context-independent part and context-motif occupancies, (n, 1 + 10)."""
+    idx = np.asarray(idx)
+    return np.vstack([np.column_stack(rule.sequence_terms(store.onehot(idx[i:i + 2000])))
+                      for i in range(0, len(idx), 2000)])
+
+
+if a.features == "oracle":
+    train_terms = rule_terms(cached)
+    term_mean, term_sd = train_terms.mean(0), train_terms.std(0)  # standardise with the training bins
+
+    def oracle_features(idx, terms=None):
+        terms = rule_terms(idx) if terms is None else terms
+        out = np.zeros((len(terms), model.head.trunk_dim), np.float32)
+        out[:, :terms.shape[1]] = (terms - term_mean) / term_sd
         return torch.from_numpy(out)
 
-    feats = oracle_features(cached)
+    feats = oracle_features(cached, train_terms)
 elif (cache := REPO / "tmp/diagnostics" / f"features_fold{a.fold}_{Path(a.stage1).stat().st_mtime_ns}.pt").is_file():
     feats = torch.load(cache, weights_only=True)
 else:
@@ -107,10 +117,8 @@ if a.standardise_expression:
     sd = expression[data.train_ctx].std(0)
     expression = torch.where(sd > 0, (expression - mu) / sd.clamp_min(1e-6), torch.zeros_like(expression))
 if a.expression == "oracle-gates":
-    from chromdragonn.training.simulate import SimulatedAccessibility
-    gate_rule = SimulatedAccessibility.load(genes=store.genes)
     gate_expr = np.zeros_like(store.expression)
-    gate_expr[:, gate_rule._gene_idx.numpy()] = gate_rule.gates(store.expression)
+    gate_expr[:, [t.gene_index for t in rule.context_terms]] = rule.gates(store.expression)
     expression = torch.from_numpy(gate_expr.astype(store.expression.dtype))
 opt = torch.optim.Adam(model.head.parameters(), lr=a.lr)
 model.head.train()
@@ -143,7 +151,8 @@ for name, tag, pool, tc in (("validation loci x validation contexts", 2, data.va
         if a.features == "oracle":
             f = oracle_features(idx)
         else:
-            f = torch.cat([model.trunk(torch.from_numpy(store.onehot(idx[i:i + 64]))) for i in range(0, len(idx), 64)])
+            f = torch.cat([model.trunk(torch.from_numpy(store.onehot(idx[i:i + 64])))
+                           for i in range(0, len(idx), 64)])
         x = f.repeat_interleave(len(tc), 0)
         expr = expression[torch.from_numpy(np.tile(tc, len(idx)))]
         m = None if a.no_mean else torch.from_numpy(data.mean[idx]).repeat_interleave(len(tc), 0)
