@@ -17,10 +17,13 @@ With `--features oracle` the 4,200 trunk columns hold the rule's sequence terms 
 context-independent part, columns 1-10: the occupancy of each context motif, each standardised; the rest
 zero): the best features a trunk could learn, so the head alone is what is measured.
 
+One thread unless THREADS is set (THREADS=2 python training/diagnostics/head_warmup.py ...).
+
 Needs the store of `python -m chromdragonn.training simulate` and a stage-1 state (default: the
 benchmark run's stage 1 of that fold).
 """
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,7 +63,7 @@ ap.add_argument("--trunk-columns", type=float, default=1.0, help="0: trunk featu
 a = ap.parse_args()
 a.stage1 = a.stage1 or str(REPO / f"tmp/benchmark/run_v2/fold{a.fold}/stage1/stage1.pt")
 
-torch.set_num_threads(1)
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 cfg = yaml.safe_load(open(REPO / "training/configs/benchmark.yaml"))
 cfg["store"] = str(REPO / cfg["store"])
 cfg["folds_file"] = str(REPO / cfg["folds_file"])
