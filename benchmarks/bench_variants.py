@@ -470,11 +470,11 @@ def run_truth(args) -> None:
                   f"{np.nanmedian(big_r):.3f} (SNVs that matter)."]
     text = "\n".join(lines)
     print(text)
-    key = "truth" if args.model == "with_mean" else f"truth_{args.model}"
-    write_section(key, "Variant effects against the simulated truth (issue 4)"
-                  + ("" if args.model == "with_mean" else f", {args.model} model"),
+    default = args.model == "with_mean"  # the with-mean section keeps its original key, title and command
+    write_section("truth" if default else f"truth_{args.model}",
+                  "Variant effects against the simulated truth (issue 4)" + ("" if default else f", {args.model} model"),
                   f"python benchmarks/bench_variants.py truth --folds {args.folds}"
-                  + ("" if args.model == "with_mean" else f" --model {args.model}")
+                  + ("" if default else f" --model {args.model}")
                   + (f" --max-variants {args.max_variants}" if args.max_variants else ""), text)
 
 

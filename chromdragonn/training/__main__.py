@@ -235,10 +235,11 @@ def cmd_run(args) -> int:
         data = FoldData(cfg, fold)
         if not (fd / "stage1" / "stage1.pt").is_file():
             train_stage1(cfg, fold, fd / "stage1", data=data)
-        for with_mean in ((True, False) if args.until != "stage1" else ()):
-            out = fd / ("stage2_with_mean" if with_mean else "stage2_no_mean")
-            if not (out / "weights.pt").is_file():
-                train_stage2(cfg, fold, out, with_mean, fd / "stage1" / "stage1.pt", data=data)
+        if args.until != "stage1":
+            for with_mean in (True, False):
+                out = fd / ("stage2_with_mean" if with_mean else "stage2_no_mean")
+                if not (out / "weights.pt").is_file():
+                    train_stage2(cfg, fold, out, with_mean, fd / "stage1" / "stage1.pt", data=data)
         if args.until == "evaluate" and not (fd / "eval" / "metrics.json").is_file():
             t1 = time.time()
             evaluate_fold(cfg, fold, fd / "stage2_with_mean" / "weights.pt", fd / "stage2_no_mean" / "weights.pt",
