@@ -1,7 +1,7 @@
 """Kipoi dataloader for ChromDragoNN (``defined_as: dataloader.py::ChromDragoNNDataset``).
 
-Thin on purpose: reading and checking the inputs lives in chromdragonn/genome.py
-and chromdragonn/expression.py.
+Thin on purpose: reading and checking the inputs is the package's (chromdragonn/inputs/),
+the same code every ``chromdragonn`` command uses.
 """
 import logging
 import os
@@ -20,9 +20,10 @@ from kipoi.metadata import GenomicRanges
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import ExpressionSource, parse_contexts
-from chromdragonn.genome import Genome, MeanAccessibility, WINDOW, centered_window, one_hot, read_bed
-from chromdragonn.kipoi_files import adapt_kipoi_cli, apply_kipoi_compat
+from chromdragonn.inputs.expression import parse_contexts
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
+from chromdragonn.inputs.session import expression_source
+from chromdragonn.kipoi.compat import adapt_kipoi_cli, apply_kipoi_compat
 
 apply_kipoi_compat()
 adapt_kipoi_cli()
@@ -58,8 +59,7 @@ class ChromDragoNNDataset(Dataset):
         if gene_panel is None:
             raise ChromDragoNNError(f"gene panel not found: {paths.GENE_PANEL}")
         shipped = _shipped(paths.SHIPPED_EXPRESSION.name, paths.SHIPPED_EXPRESSION)
-        source = ExpressionSource(gene_panel=gene_panel, shipped=shipped, user_table=expression_file,
-                                  user_units=expression_units)
+        source = expression_source(expression_file, expression_units, gene_panel=gene_panel, shipped=shipped)
         self.expression = source.matrix(self.contexts)  # (C, G), the same for every interval
         self.cell_types = ",".join(self.contexts)
 
@@ -72,11 +72,7 @@ class ChromDragoNNDataset(Dataset):
         for chrom, start, end, name in self.bed[["chrom", "start", "end", "name"]].itertuples(index=False):
             if chrom not in self._fasta_chrom:
                 self._fasta_chrom[chrom] = self.genome.resolve(chrom)
-            length = self.genome.lengths[self._fasta_chrom[chrom]]
-            if start >= length:
-                raise ChromDragoNNError(
-                    f"{intervals_file}: interval {name} ({chrom}:{start}-{end}) starts past the end of {chrom} "
-                    f"({length:,} bp) in {fasta_file}; is the FASTA the right assembly?")
+            self.genome.check_interval(chrom, start, end, f"{intervals_file}: interval {name}")
 
         mean_bigwig = mean_bigwig or _shipped(paths.MEAN_BIGWIG.name, paths.MEAN_BIGWIG)
         self.mean = MeanAccessibility(mean_bigwig) if mean_bigwig else None
@@ -92,7 +88,7 @@ class ChromDragoNNDataset(Dataset):
 
     def __getitem__(self, idx):
         row = self.bed.iloc[idx]
-        window = centered_window(row["chrom"], int(row["start"]), int(row["end"]), WINDOW)
+        window = centered_window(row["chrom"], int(row["start"]), int(row["end"]))
         seq = self.genome.fetch(self._fasta_chrom[row["chrom"]], window.start, window.end)
         inputs = {"seq": one_hot(seq), "expression": self.expression.copy()}
         if self.mean is not None:

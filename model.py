@@ -1,7 +1,8 @@
 """Kipoi model class for ChromDragoNN (``defined_as: model.ChromDragoNNModel``).
 
-Thin on purpose: loading, checks and the multi-context prediction live in the
-``chromdragonn`` package (chromdragonn/weights.py, chromdragonn/model.py).
+Thin on purpose: loading and checking the declared model is the package's
+(chromdragonn/inputs/session.py, the same code every ``chromdragonn`` command uses),
+and the multi-context prediction is chromdragonn/nn/model.py's.
 """
 import os
 import sys
@@ -18,23 +19,22 @@ import torch
 from kipoi.model import BaseModel
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.kipoi_files import adapt_kipoi_cli, apply_kipoi_compat
-from chromdragonn.weights import load_models, read_gene_panel
+from chromdragonn.inputs.session import DeclaredModel
+from chromdragonn.kipoi.compat import adapt_kipoi_cli, apply_kipoi_compat
 
 apply_kipoi_compat()
 adapt_kipoi_cli()
 
 
-def _here(path):
-    """Paths in model.yaml are relative to the model folder.
+def _model_folder(weights):
+    """The folder model.yaml's relative paths are relative to.
 
     kipoi constructs the model from inside its folder, but imports this file as the
     module "model" and may reuse one cached from another folder, so the current
     directory is tried first, then the folder this file was loaded from.
     """
-    if os.path.isabs(path) or os.path.exists(path):
-        return os.path.abspath(path)
-    return os.path.join(_HERE, path)
+    first = weights if isinstance(weights, str) else weights[0]
+    return os.getcwd() if os.path.exists(first) else _HERE
 
 
 class ChromDragoNNModel(BaseModel):
@@ -46,18 +46,8 @@ class ChromDragoNNModel(BaseModel):
 
     def __init__(self, weights, md5s=None, gene_panel="weights/gene_panel.tsv", n_genes=None,
                  with_mean=None, device="auto"):
-        if isinstance(weights, str):
-            weights = [weights]
-        if isinstance(md5s, str):
-            md5s = [md5s]
-        paths = [_here(w) for w in weights]
-        self.model, self.genes = load_models(paths, md5s, n_genes=n_genes, with_mean=with_mean)
-        panel = read_gene_panel(_here(gene_panel))["gene_symbol"].tolist()
-        if panel != list(self.genes):
-            diff = next((i for i, (a, b) in enumerate(zip(panel, self.genes)) if a != b), min(len(panel), len(self.genes)))
-            raise ChromDragoNNError(
-                f"gene panel {_here(gene_panel)} ({len(panel)} genes) differs from the weights' panel "
-                f"({len(self.genes)} genes) first at position {diff}")
+        declared = DeclaredModel.from_args(_model_folder(weights), weights, md5s, n_genes, with_mean, gene_panel)
+        self.model, self.genes = declared.load()
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -24,11 +24,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from chromdragonn import paths  # noqa: E402
-from chromdragonn.expression import ExpressionSource  # noqa: E402
-from chromdragonn.genome import Genome, centered_window, one_hot_batch, read_bed  # noqa: E402
-from chromdragonn.model import ChromDragoNN, ModelConfig  # noqa: E402
 from benchmarks.results import write_section  # noqa: E402
+from chromdragonn import paths  # noqa: E402
+from chromdragonn.inputs.expression import ExpressionSource  # noqa: E402
+from chromdragonn.inputs.genome import Genome, centered_window, one_hot_batch, read_bed  # noqa: E402
+from chromdragonn.nn.model import ChromDragoNN, ModelConfig  # noqa: E402
 
 
 def timed_together(fns, repeats: int, clock=time.perf_counter) -> list[float]:

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from chromdragonn import paths
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, one_hot
-from chromdragonn.model import ChromDragoNN, ModelConfig
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, one_hot
+from chromdragonn.nn.model import ChromDragoNN, ModelConfig
+from chromdragonn.outputs.atomic import atomic_output
 from chromdragonn.training.train import PairModel
 
 
@@ -94,9 +95,8 @@ def main() -> None:
     text += ("\nFirst-step log-probabilities of the two variants equal within 1e-4: "
              + ", ".join(f"{B}x{K} {'yes' if same else 'NO'}" for B, K, _, _, same in rows) + ".\n")
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        tmp.write_text(text)
     print(text)
 
 

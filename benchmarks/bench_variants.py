@@ -5,7 +5,7 @@
 
 speed, side by side in one run on the same model and the same real SNVs (1000 Genomes, chr22):
   (a) ours: chromdragonn.variants (trunk once per window, the 56 contexts through the split head);
-  (b) legacy kipoi_veff.score_variants (0.3.1, with chromdragonn.veff_compat) on the Kipoi model
+  (b) legacy kipoi_veff.score_variants (0.3.1, with chromdragonn.kipoi.veff) on the Kipoi model
       folder of the same weights, all 56 contexts in one call (this model's multi-context dataloader);
   (c) legacy kipoi_veff.score_variants with one context per call (a model with one output per context);
   floor: two trunk passes per variant and nothing else;
@@ -42,11 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from chromdragonn import paths  # noqa: E402
-from chromdragonn.variants import fetch  # noqa: E402  (pyfaidx bgzip block-boundary workaround)
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS_variants.md"
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
-MEAN_BW = paths.EXAMPLE_DIR / "mean_accessibility_example.bw"
+MEAN_BW = paths.MEAN_BIGWIG
 SHARED = paths.SHARED_DATA
 KG_VCF = SHARED / "variants" / "1kg_phase3_chr22_ADA2_GAB4.sites.vcf.gz"
 CLINVAR_VCF = SHARED / "variants" / "clinvar_20180429_pathogenic_hg19_chr22.vcf.gz"
@@ -66,14 +65,14 @@ def write_section(key: str, title: str, command: str, body: str) -> None:
 
 def calibrated_random_model(genes, seed: int = 0):
     """Random-init weights whose batch-norm statistics come from real windows (as tests/conftest.py)."""
-    from chromdragonn.expression import ExpressionSource
-    from chromdragonn.genome import Genome, one_hot_batch
-    from chromdragonn.model import ChromDragoNN, ModelConfig
+    from chromdragonn.inputs.expression import ExpressionSource
+    from chromdragonn.inputs.genome import Genome, one_hot_batch
+    from chromdragonn.nn.model import ChromDragoNN, ModelConfig
 
     torch.manual_seed(seed)
     model = ChromDragoNN(ModelConfig(n_genes=len(genes), with_mean=True))
     genome = Genome(FASTA)
-    seq = torch.from_numpy(one_hot_batch([fetch(genome, "22", s, s + 1000)
+    seq = torch.from_numpy(one_hot_batch([genome.fetch("22", s, s + 1000)
                                           for s in range(17_000_000, 17_000_000 + 24 * 20_000, 20_000)]))
     expr = torch.from_numpy(ExpressionSource().matrix(["E003", "E116", "E123", "E071"]))
     n, c = len(seq), len(expr)
@@ -91,7 +90,8 @@ def bench_weights(tmp: Path) -> tuple[Path, str]:
     trained = paths.WEIGHTS_DIR / "fold0.with_mean.pt"
     if trained.is_file():
         return trained, "trained fold 0 (weights/fold0.with_mean.pt)"
-    from chromdragonn.weights import read_gene_panel, save_weights
+    from chromdragonn.inputs.expression import read_gene_panel
+    from chromdragonn.nn.weights import save_weights
 
     genes = read_gene_panel(paths.GENE_PANEL)["gene_symbol"].tolist()
     path = tmp / "random.with_mean.pt"
@@ -142,11 +142,11 @@ class ConstantModel(torch.nn.Module):
 
 def generate_snv_vcf(path: Path, n: int, seed: int = 0) -> None:
     """n SNVs at random positions of the slice's real sequence, REF from the FASTA, sorted."""
-    from chromdragonn.genome import Genome
+    from chromdragonn.inputs.genome import Genome
 
     genome = Genome(FASTA)
     # Fetched in 1 Mb pieces: pyfaidx cannot read one multi-megabase span of a bgzipped FASTA.
-    seq = "".join(fetch(genome, "22", s, min(s + 1_000_000, SLICE_END)) for s in range(SLICE_START, SLICE_END, 1_000_000))
+    seq = "".join(genome.fetch("22", s, min(s + 1_000_000, SLICE_END)) for s in range(SLICE_START, SLICE_END, 1_000_000))
     rng = np.random.default_rng(seed)
     chosen: set[int] = set()
     while len(chosen) < n:  # positions whose base is A, C, G or T (not an N inside the slice)
@@ -174,7 +174,7 @@ def rss_kb() -> int:
 def memory_child(vcf: str, out: str, n_contexts: int) -> None:
     import threading
 
-    from chromdragonn.expression import ExpressionSource
+    from chromdragonn.inputs.expression import ExpressionSource
     from chromdragonn.variants import write_variant_scores
 
     source = ExpressionSource()
@@ -223,13 +223,13 @@ def run_speed(args) -> None:
     import kipoi
     import kipoi_veff
 
-    from chromdragonn import veff_compat
-    from chromdragonn.expression import ExpressionSource
-    from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot
+    from chromdragonn.inputs.expression import ExpressionSource
+    from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot
     from chromdragonn.ism import saturation_mutagenesis
-    from chromdragonn.kipoi_files import write_model_dir
+    from chromdragonn.kipoi import veff as veff_compat
+    from chromdragonn.kipoi.render import write_model_dir
+    from chromdragonn.nn.weights import load_model
     from chromdragonn.variants import score_variants
-    from chromdragonn.weights import load_model
 
     logging.getLogger("kipoi_veff").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
@@ -254,7 +254,7 @@ def run_speed(args) -> None:
     ref_df = ours()
     windows = []
     for pos, ref, alt in zip(ref_df["POS"], ref_df["REF"], ref_df["ALT"]):
-        w = fetch(genome, "22", pos - 500, pos + 500)
+        w = genome.fetch("22", pos - 500, pos + 500)
         windows += [w, w[:499] + alt + w[500:]]
     seqs = torch.from_numpy(np.stack([one_hot(w) for w in windows]))
 
@@ -338,7 +338,7 @@ def run_speed(args) -> None:
     # -- saturation mutagenesis
     start = 17_500_100
     w = centered_window("22", start, start + args.ism_bp)
-    onehot = one_hot(fetch(genome, "22", w.start, w.end))
+    onehot = one_hot(genome.fetch("22", w.start, w.end))
     mean = MeanAccessibility(MEAN_BW).value("22", w.start, w.end)
     expr = source.matrix(["E003", "E116"])
     offsets = list(range(start - w.start, start + args.ism_bp - w.start))
@@ -392,7 +392,7 @@ def snv_records(vcfs, genome) -> list[tuple[str, int, str, str]]:
             name = "22" if v.CHROM in ("22", "chr22") else None
             if name is None or not (SLICE_START < v.POS <= SLICE_END) or len(v.REF) != 1:
                 continue
-            if fetch(genome, name, v.POS - 1, v.POS) != v.REF.upper():
+            if genome.fetch(name, v.POS - 1, v.POS) != v.REF.upper():
                 continue
             for alt in v.ALT:
                 key = (v.POS, v.REF.upper(), alt.upper())
@@ -408,12 +408,14 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     """Spearman(ours diff, true diff) per fold and held-out context. Returns (rows, n_snvs)."""
     from scipy.stats import spearmanr
 
-    from chromdragonn.expression import ExpressionSource
-    from chromdragonn.genome import Genome, MeanAccessibility, one_hot_batch
+    from chromdragonn.inputs.expression import ExpressionSource
+    from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot_batch
+    from chromdragonn.inputs.session import Session
+    from chromdragonn.nn.weights import load_model
+    from chromdragonn.scores import compute_scores
     from chromdragonn.training.folds import read_folds
     from chromdragonn.training.simulate import SimulatedAccessibility
-    from chromdragonn.variants import VariantScorer, scores_from_probs
-    from chromdragonn.weights import load_model
+    from chromdragonn.variants import VariantScorer
 
     genome = Genome(FASTA)
     snvs = snv_records([KG_VCF, CLINVAR_VCF], genome)
@@ -423,17 +425,17 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     folds_df = read_folds(paths.FOLDS_FILE)
     source = ExpressionSource()
     mean_bw = paths.MEAN_BIGWIG if paths.MEAN_BIGWIG.is_file() else MEAN_BW
-    refs = [fetch(genome, "22", p - 500, p + 500) for _, p, _, _ in snvs]
+    refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
     alts = [w[:499] + a + w[500:] for w, (_, _, _, a) in zip(refs, snvs)]
     rows = []
     for fold in folds:
         model, genes = load_model(Path(weights_dir) / f"fold{fold}.{variant}.pt")
         test = folds_df[(folds_df.fold == fold) & (folds_df.role == "test")]["context"].tolist()
         expr = source.matrix(test)
-        scorer = VariantScorer(model.to(device), expr, test, genome, ["diff"],
-                               MeanAccessibility(mean_bw), batch_size=batch_size, device=device)
+        session = Session(model.to(device), genes, test, expr, MeanAccessibility(mean_bw), torch.device(device))
+        scorer = VariantScorer(session, genome, ["diff"], batch_size=batch_size)
         means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
-        ours = scores_from_probs(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
+        ours = compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
         true = np.zeros_like(ours)
         for lo in range(0, len(refs), 512):
             r = torch.from_numpy(one_hot_batch(refs[lo: lo + 512]))

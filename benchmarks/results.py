@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import re
 from pathlib import Path
+
+from chromdragonn.outputs.atomic import atomic_output
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 HEADER = ("# Benchmark results\n\nEach section is written by the script named in it; rerun that "
@@ -20,6 +21,5 @@ def write_section(key: str, title: str, command: str, body: str, results: Path =
     block = f"{start}\n## {title}\n\nCommand: `{command}` (run {stamp})\n\n{body}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    tmp = results.with_name(results.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, results)
+    with atomic_output(results) as tmp:
+        tmp.write_text(text)

@@ -1,8 +1,10 @@
-"""The ``chromdragonn`` command.
+"""The ``chromdragonn`` command: every subcommand, one shared option set, one error rule.
 
-Each subcommand lives in the module that does its work; that module exposes
-``add_cli(subparsers)``, which registers the subcommand and sets ``func`` (a
-callable taking the parsed args and returning an exit status).
+Each subcommand lives in the module that does its work (listed in :data:`SUBCOMMAND_MODULES`);
+that module exposes ``add_cli(subparsers, common)``, which registers the subcommand (taking
+``common``, the shared model-input options, as a parent parser where it needs them) and sets
+``func`` (a callable taking the parsed args and returning an exit status).  A new command is one
+new module and one entry in that list.
 """
 from __future__ import annotations
 
@@ -13,8 +15,29 @@ import sys
 
 from chromdragonn.errors import ChromDragoNNError
 
-# module -> registers one or more subcommands
 SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism", "chromdragonn.convert"]
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options every prediction command shares: sequence, contexts, RNA-seq, model, mean track, device."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
+    p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116,E123")
+    p.add_argument("--expression", default=None,
+                   help="your own RNA-seq table (genes x contexts); its contexts can then be named")
+    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
+    p.add_argument("--model", "--weights", dest="model", nargs="+", default=None,
+                   help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, a Kipoi model folder, "
+                        "or weights file(s), several averaged (space- or comma-separated)")
+    p.add_argument("--mean-bigwig", default=None, help="mean-accessibility bigWig (default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def model_option(args) -> str | None:
+    """``--model`` as one string (its values comma-joined), or None for the default."""
+    return ",".join(args.model) if args.model else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,14 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Chromatin accessibility from DNA sequence and TF expression (ChromDragoNN).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = common_options()
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of the package is not there yet
-                continue
-            raise
-        module.add_cli(sub)
+        importlib.import_module(name).add_cli(sub, common)
     return parser
 
 
@@ -43,15 +61,22 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run_command(func, args) -> int:
-    """Run a subcommand; bad input becomes one ``error:`` line and exit status 2."""
+    """Run a subcommand; bad input becomes one ``error:`` line and exit status 2; SIGINT and SIGTERM
+    end it with 130 and 143 after the outputs' clean-up has run (:mod:`chromdragonn.outputs.atomic`)."""
+    from chromdragonn.outputs.atomic import Terminated, sigterm_raises
+
     try:
-        return int(func(args) or 0)
+        with sigterm_raises():
+            return int(func(args) or 0)
     except ChromDragoNNError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted; no output written", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM); no output written", file=sys.stderr)
+        return 143
 
 
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None = None, prepare=None) -> int:

@@ -3,9 +3,9 @@
     python -m chromdragonn.convert ORIGINAL_CHECKPOINT OUT_DIR [--genes GENES_FILE] [--half]
 
 writes ``OUT_DIR/model.with_mean.pt`` (or ``model.no_mean.pt``) through
-:func:`chromdragonn.weights.save_weights` and ``OUT_DIR/gene_panel.tsv``, and
+:func:`chromdragonn.nn.weights.save_weights` and ``OUT_DIR/gene_panel.tsv``, and
 prints the md5 and what it wrote.  The checkpoint is read through the
-allow-list unpickler of :mod:`chromdragonn.original`.
+allow-list unpickler of :mod:`chromdragonn.nn.original`.
 
 The gene order is not stored in an original checkpoint: it is the order of the
 ``genes`` list of the RNA joblib the model was trained with.  ``--genes`` takes
@@ -28,6 +28,7 @@ import numpy as np
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.outputs.atomic import atomic_outputs
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def panel_rows(genes: Sequence[str], known_panel: str | os.PathLike | None = pat
     """
     lookup: dict[str, tuple[str, str, float]] = {}
     if known_panel is not None and Path(known_panel).is_file():
-        from chromdragonn.weights import read_gene_panel
+        from chromdragonn.inputs.expression import read_gene_panel
 
         df = read_gene_panel(known_panel)
         for sym, ens, fill in df.itertuples(index=False):
@@ -199,8 +200,9 @@ def convert_checkpoint(original: str | os.PathLike, out_dir: str | os.PathLike,
     Everything is read and checked before anything is written; each output is
     written to ``<name>.partial`` and renamed.
     """
-    from chromdragonn.original import load_original_model
-    from chromdragonn.weights import save_weights, write_gene_panel
+    from chromdragonn.inputs.expression import write_gene_panel
+    from chromdragonn.nn.original import load_original_model
+    from chromdragonn.nn.weights import save_weights
 
     model, _args, info = load_original_model(original, with_mean=with_mean)
     n = model.n_genes
@@ -225,16 +227,9 @@ def convert_checkpoint(original: str | os.PathLike, out_dir: str | os.PathLike,
     # Both files are written under temporary names and renamed together at the
     # end, so a failure leaves neither a half-written file nor a weights file
     # without its panel.
-    tmp_weights = weights_path.with_name(weights_path.name + ".partial")
-    tmp_panel = panel_path.with_name(panel_path.name + ".partial")
-    try:
+    with atomic_outputs(weights_path, panel_path) as (tmp_weights, tmp_panel):
         md5 = save_weights(model, tmp_weights, genes, half=half)
         write_gene_panel(tmp_panel, symbols, ids, fills)
-        os.replace(tmp_weights, weights_path)
-        os.replace(tmp_panel, panel_path)
-    finally:
-        for tmp in (tmp_weights, tmp_panel):
-            tmp.unlink(missing_ok=True)
     return {"weights": weights_path, "md5": md5, "gene_panel": panel_path, "config": model.config,
             "n_genes": n, "n_known_genes": n_known, "placeholder_genes": placeholder, "half": half,
             "checkpoint_info": info}
@@ -282,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cli(subparsers) -> None:
+def add_cli(subparsers, common=None) -> None:
     """Register ``chromdragonn convert`` (same arguments as ``python -m chromdragonn.convert``)."""
     parser = subparsers.add_parser("convert", help="convert an original ChromDragoNN checkpoint")
     build_parser(parser)

@@ -25,3 +25,5 @@ SHIPPED_EXPRESSION = WEIGHTS_DIR / "roadmap_expression_tpm.tsv.gz"
 # Mean accessibility over the training contexts, as a bigWig over the hg19 chr22 slice.
 MEAN_BIGWIG = WEIGHTS_DIR / "mean_accessibility_chr22.bw"
 FOLDS_FILE = WEIGHTS_DIR / "folds.tsv"
+# Roadmap's group, colour and name of the 56 shipped epigenomes (the atlas plot's colours).
+CONTEXT_GROUPS = WEIGHTS_DIR / "roadmap_context_groups.tsv"

@@ -26,47 +26,36 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from chromdragonn.cli import model_option
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.genome import WINDOW, Genome, match_chrom, one_hot_batch
+from chromdragonn.inputs.session import Session, positive_int
+from chromdragonn.outputs.atomic import atomic_output, check_output_path
+from chromdragonn.outputs.tables import FLOAT_FORMAT
+from chromdragonn.outputs.vcf import ScoreVcfWriter, is_vcf_output
+from chromdragonn.scores import DEFAULT_SCORE, SCORES, compute_scores, parse_scores
 
 log = logging.getLogger(__name__)
 
-WINDOW = 1000
 VARIANT_INDEX = WINDOW // 2 - 1  # 499: the first REF base's index in the window
-SCORES = ("diff", "ref", "alt", "logit", "abs_diff")
-SCORE_DOC = {"diff": "P(alt) - P(ref)", "ref": "P(ref)", "alt": "P(alt)",
-             "logit": "logit(P(alt)) - logit(P(ref))", "abs_diff": "|P(alt) - P(ref)|"}
 REF_MISMATCH_MODES = ("flag", "skip", "stop")
 KEY_COLUMNS = ["#CHROM", "POS", "ID", "REF", "ALT"]
 REF_MATCH_COLUMN = "ref_match"
-INFO_PREFIX = "CDN"
-LOGIT_EPS = 1e-7
-_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
-
-
-# Model, expression, mean track and device are resolved as for `chromdragonn predict`.
-from chromdragonn.predict import (  # noqa: E402,F401  (re-exported: ism.py and the tests use them from here)
-    add_model_input_options, context_expression, open_mean_track, resolve_model_option, torch_device)
 
 
 # ---------------------------------------------------------------------------
 # Windows
 # ---------------------------------------------------------------------------
-
-def fetch(genome, chrom: str, start: int, end: int) -> str:
-    """``genome.fetch`` (kept as a name the tests and ISM use; the pyfaidx BGZF work-around lives there)."""
-    return genome.fetch(chrom, start, end)
-
 
 def window_start(pos: int) -> int:
     """0-based start of the window of a variant at 1-based ``pos`` (first REF base at index 499)."""
@@ -86,34 +75,21 @@ def allele_window(genome, chrom: str, pos: int, ref_len: int, allele: str, width
     shift = int(d / 2)  # toward zero
     left_len = VARIANT_INDEX - shift
     right_len = width - left_len - len(allele)
-    left = fetch(genome, chrom, p0 - left_len, p0) if left_len > 0 else ""
-    right = fetch(genome, chrom, p0 + ref_len, p0 + ref_len + right_len) if right_len > 0 else ""
-    seq = left + allele.upper() + right
-    if left_len < 0:  # an insertion longer than the window: keep its middle
-        seq = seq[-left_len:]
-    return seq[:width]
+    left = genome.fetch(chrom, p0 - left_len, p0) if left_len > 0 else ""
+    right = genome.fetch(chrom, p0 + ref_len, p0 + ref_len + right_len) if right_len > 0 else ""
+    return (left + allele.upper() + right)[:width]
 
 
-def reverse_complement(seq: str) -> str:
-    return seq.translate(_COMPLEMENT)[::-1]
+def fits_window(ref_len: int, allele: str, width: int = WINDOW) -> bool:
+    """Whether the allele's window shows the variant with reference sequence on both sides: REF no
+    longer than the window, and at least one flanking reference base left and right of the allele."""
+    left_len = VARIANT_INDEX - int((len(allele) - ref_len) / 2)
+    return ref_len <= width and left_len >= 1 and width - left_len - len(allele) >= 1
 
 
 # ---------------------------------------------------------------------------
 # Reading the VCF
 # ---------------------------------------------------------------------------
-
-def open_vcf(path: str | os.PathLike):
-    """cyvcf2 reader, or a one-line error for a missing or non-VCF file."""
-    import cyvcf2
-
-    path = Path(path)
-    if not path.is_file():
-        raise ChromDragoNNError(f"VCF file not found: {path}")
-    try:
-        return cyvcf2.VCF(str(path))
-    except OSError:
-        raise ChromDragoNNError(f"{path} is not a VCF or BCF file (plain or bgzipped) that htslib can read") from None
-
 
 @dataclass
 class Counts:
@@ -126,7 +102,8 @@ class Counts:
     star: int = 0
     missing_alt: int = 0
     beyond_end: int = 0
-    in_n_gap: int = 0
+    ref_on_n: int = 0
+    too_long: int = 0
     chrom_missing: Counter = field(default_factory=Counter)
     chroms_seen: set = field(default_factory=set)
 
@@ -141,8 +118,10 @@ class Counts:
             (self.missing_alt, "records with a missing ALT ('.') skipped"),
             (self.beyond_end, f"records beyond the end of their chromosome in {genome.path} "
                               f"({', '.join(f'{k} is {v:,} bp' for k, v in genome.lengths.items())}) skipped"),
-            (self.in_n_gap, f"records whose REF lies on N bases of {genome.path} (assembly gap or outside the "
-                            "FASTA's sequence) skipped"),
+            (self.ref_on_n, f"records whose REF has N, in the VCF or in {genome.path} (assembly gap or outside "
+                            "the FASTA's sequence: no base to score) skipped"),
+            (self.too_long, f"alleles too long for the {WINDOW:,} bp window (REF longer than it, or an ALT that leaves "
+                            "no reference base on one side) skipped"),
             (self.ref_mismatch_skipped, f"alleles whose REF does not match {genome.path} skipped "
                                         "(--ref-mismatch skip)"),
         ]
@@ -192,8 +171,6 @@ def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk
         chrom, pos, ref = variant.CHROM, int(variant.POS), str(variant.REF)
         counts.chroms_seen.add(chrom)
         if chrom not in fasta_names:
-            from chromdragonn.genome import match_chrom
-
             fasta_names[chrom] = match_chrom(chrom, genome.lengths)
         name = fasta_names[chrom]
         rec = _Record(variant, chrom, pos, ref, name, [])
@@ -203,10 +180,10 @@ def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk
         elif pos > genome.lengths[name]:
             counts.beyond_end += 1
         else:
-            genome_ref = fetch(genome, name, pos - 1, pos - 1 + len(ref))
+            genome_ref = genome.fetch(name, pos - 1, pos - 1 + len(ref))
             alts = [str(a) for a in variant.ALT]
-            if set(genome_ref) == {"N"} and set(ref.upper()) != {"N"}:
-                counts.in_n_gap += 1
+            if "N" in genome_ref or "N" in ref.upper():  # the rule for N: no REF with N is scored (ISM: no mutants of N)
+                counts.ref_on_n += 1
             elif not alts or alts == ["."]:
                 counts.missing_alt += 1
             else:
@@ -217,6 +194,9 @@ def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk
                         continue
                     if _is_symbolic(alt) or alt in (".", ""):
                         counts.symbolic += 1
+                        continue
+                    if not fits_window(len(ref), alt):
+                        counts.too_long += 1
                         continue
                     if not match:
                         if ref_mismatch == "stop":
@@ -242,55 +222,25 @@ def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk
 # Scoring
 # ---------------------------------------------------------------------------
 
-def scores_from_probs(p_ref: np.ndarray, p_alt: np.ndarray, scores: Sequence[str]) -> dict[str, np.ndarray]:
-    p_ref = np.asarray(p_ref, dtype=np.float64)
-    p_alt = np.asarray(p_alt, dtype=np.float64)
-    out = {}
-    for s in scores:
-        if s == "diff":
-            out[s] = p_alt - p_ref
-        elif s == "abs_diff":
-            out[s] = np.abs(p_alt - p_ref)
-        elif s == "ref":
-            out[s] = p_ref
-        elif s == "alt":
-            out[s] = p_alt
-        elif s == "logit":
-            a = np.clip(p_alt, LOGIT_EPS, 1 - LOGIT_EPS)
-            r = np.clip(p_ref, LOGIT_EPS, 1 - LOGIT_EPS)
-            out[s] = (np.log(a) - np.log1p(-a)) - (np.log(r) - np.log1p(-r))
-    return out
-
-
-def parse_scores(scores) -> list[str]:
-    items = scores.split(",") if isinstance(scores, str) else list(scores)
-    items = [s.strip() for s in items if s.strip()]
-    bad = [s for s in items if s not in SCORES]
-    if bad or not items:
-        raise ChromDragoNNError(f"unknown score(s) {', '.join(bad) or '(none)'}; choose from {', '.join(SCORES)}")
-    return list(dict.fromkeys(items))
-
-
 class VariantScorer:
     """Scores allele chunks: trunk once per window, contexts through the split head."""
 
-    def __init__(self, model, expression: np.ndarray, contexts: Sequence[str], genome, scores=("diff",),
-                 mean_track=None, both_strands: bool = False, batch_size: int = 32, device="cpu"):
-        self.model = model
-        self.device = torch_device(device)
-        self.expr = torch.as_tensor(np.asarray(expression, dtype=np.float32), device=self.device)
-        self.contexts = list(contexts)
+    def __init__(self, session: Session, genome, scores=(DEFAULT_SCORE,), both_strands: bool = False,
+                 batch_size: int = 32):
+        self.session = session
+        self.model = session.model
+        self.device = session.device
+        self.expr = session.expression_tensor()
+        self.contexts = list(session.contexts)
         self.genome = genome
-        self.scores = list(scores)
-        self.mean_track = mean_track
+        self.scores = parse_scores(scores)
+        self.mean_track = session.mean_track
         self.both_strands = both_strands
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = positive_int(batch_size, "batch size")
         self.columns = [f"{c}/{s}" for c in self.contexts for s in self.scores]
 
     @torch.no_grad()
     def _probs(self, seqs: list[str], means: np.ndarray | None) -> np.ndarray:
-        from chromdragonn.genome import one_hot_batch
-
         out = np.empty((len(seqs), len(self.contexts)), dtype=np.float64)
         for lo in range(0, len(seqs), self.batch_size):
             x = torch.from_numpy(one_hot_batch(seqs[lo: lo + self.batch_size])).to(self.device)
@@ -301,12 +251,15 @@ class VariantScorer:
             out[lo: lo + len(x)] = p.cpu().numpy()
         return out
 
+    def empty(self) -> pd.DataFrame:
+        return pd.DataFrame(columns=KEY_COLUMNS + self.columns + [REF_MATCH_COLUMN])
+
     def score_chunk(self, chunk: list[_Record]) -> pd.DataFrame:
         """One row per scorable allele of the chunk: key columns, scores, ref_match."""
         recs = [r for r in chunk if r.alleles]
         alleles = [a for r in recs for a in r.alleles]
         if not alleles:
-            return pd.DataFrame(columns=KEY_COLUMNS + self.columns + [REF_MATCH_COLUMN])
+            return self.empty()
         ref_seqs = [allele_window(self.genome, r.fasta_chrom, r.pos, len(r.ref), r.ref) for r in recs]
         alt_seqs = [allele_window(self.genome, chunk[a.record].fasta_chrom, chunk[a.record].pos,
                                   len(chunk[a.record].ref), a.alt) for a in alleles]
@@ -319,7 +272,7 @@ class VariantScorer:
         probs = self._probs(ref_seqs + alt_seqs, None if means is None else np.concatenate([means, means[allele_rec]]))
         p_ref = probs[: len(recs)][allele_rec]
         p_alt = probs[len(recs):]
-        values = scores_from_probs(p_ref, p_alt, self.scores)
+        values = compute_scores(p_ref, p_alt, self.scores)
         df = pd.DataFrame({
             "#CHROM": [chunk[a.record].chrom for a in alleles],
             "POS": [chunk[a.record].pos for a in alleles],
@@ -333,70 +286,38 @@ class VariantScorer:
         return df
 
 
-# ---------------------------------------------------------------------------
-# Writers: TSV and VCF, each to <out>.partial then renamed
-# ---------------------------------------------------------------------------
+class _TsvSink:
+    """Scores streamed to a TSV, one chunk at a time."""
 
-def _info_id(context: str, score: str) -> str:
-    # VCF INFO keys: [A-Za-z_][0-9A-Za-z_.]*
-    return f"{INFO_PREFIX}_{re.sub(r'[^0-9A-Za-z_.]', '_', context)}_{score}"
-
-
-def is_vcf_output(path: str | os.PathLike) -> bool:
-    name = str(path).lower()
-    return name.endswith(".vcf") or name.endswith(".vcf.gz") or name.endswith(".vcf.bgz")
-
-
-class _TsvWriter:
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, scorer: VariantScorer):
         self.fh = open(path, "w")
-        self.fh.write("\t".join(KEY_COLUMNS + columns + [REF_MATCH_COLUMN]) + "\n")
+        self.fh.write("\t".join(scorer.empty().columns) + "\n")
 
     def write(self, chunk, df: pd.DataFrame) -> None:
         if len(df):
-            df.to_csv(self.fh, sep="\t", header=False, index=False, float_format="%.6g")
+            df.to_csv(self.fh, sep="\t", header=False, index=False, float_format=FLOAT_FORMAT)
 
     def close(self) -> None:
         self.fh.close()
 
 
-class _VcfWriter:
-    """The input VCF, every record, with one Number=A Float INFO field per (context, score)."""
+class _VcfSink:
+    """The input VCF, every record, with the scores of its scored alleles as INFO fields."""
 
-    def __init__(self, path: Path, vcf, contexts, scores, final_name: str):
-        import cyvcf2
-
-        self.keys = [(c, s, _info_id(c, s)) for c in contexts for s in scores]
-        seen = Counter(k for _, _, k in self.keys)
-        if any(n > 1 for n in seen.values()):
-            raise ChromDragoNNError("context names collide once made VCF-safe; rename them or write a TSV")
-        for c, s, key in self.keys:
-            vcf.add_info_to_header({"ID": key, "Number": "A", "Type": "Float",
-                                    "Description": f"ChromDragoNN {s} in context {c}: {SCORE_DOC[s]}, "
-                                                   "P = P(accessible) of the 1 kb window; '.' = not scored"})
-        self.flag = f"{INFO_PREFIX}_REF_MISMATCH"
-        vcf.add_info_to_header({"ID": self.flag, "Number": "0", "Type": "Flag",
-                                "Description": "ChromDragoNN: the VCF REF does not match the FASTA; scored with "
-                                               "the VCF alleles"})
-        gz = final_name.endswith(".gz") or final_name.endswith(".bgz")
-        self.writer = cyvcf2.Writer(str(path), vcf, mode="wz" if gz else "w")
+    def __init__(self, path: Path, reader, vcf_path, scorer: VariantScorer, compressed: bool):
+        fields = [(f"{c}/{s}", c, s, SCORES[s].doc) for c in scorer.contexts for s in scorer.scores]
+        self.writer = ScoreVcfWriter(path, reader, vcf_path, fields, compressed)
 
     def write(self, chunk: list[_Record], df: pd.DataFrame) -> None:
         row = 0
-        values = {key: df[f"{c}/{s}"].to_numpy() for c, s, key in self.keys} if len(df) else {}
+        columns = {col: df[col].to_numpy() for col in self.writer.columns} if len(df) else {}
         for rec in chunk:
-            v = rec.variant
+            values = {}
             if rec.alleles:
-                n_alt = len(v.ALT)
-                for key in values:
-                    cells = ["."] * n_alt
-                    for k, a in enumerate(rec.alleles):
-                        cells[a.alt_index] = f"{values[key][row + k]:.6g}"
-                    v.INFO[key] = ",".join(cells)
-                if not rec.alleles[0].ref_match:
-                    v.INFO[self.flag] = True
+                values = {col: [(a.alt_index, v[row + k]) for k, a in enumerate(rec.alleles)]
+                          for col, v in columns.items()}
                 row += len(rec.alleles)
-            self.writer.write_record(v)
+            self.writer.write(rec.variant, values, ref_mismatch=bool(rec.alleles) and not rec.alleles[0].ref_match)
 
     def close(self) -> None:
         self.writer.close()
@@ -406,28 +327,30 @@ class _VcfWriter:
 # Entry points
 # ---------------------------------------------------------------------------
 
+def open_vcf(path: str | os.PathLike):
+    """cyvcf2 reader, or a one-line error for a missing or non-VCF file."""
+    import cyvcf2
+
+    path = Path(path)
+    if not path.is_file():
+        raise ChromDragoNNError(f"VCF file not found: {path}")
+    try:
+        return cyvcf2.VCF(str(path))
+    except OSError:
+        raise ChromDragoNNError(f"{path} is not a VCF or BCF file (plain or bgzipped) that htslib can read") from None
+
+
 def _prepare(vcf, fasta, contexts, expression, expression_units, model, scores, ref_mismatch, mean_bigwig,
              both_strands, batch_size, device):
     """Open and check every input before any output exists."""
-    from chromdragonn.expression import parse_contexts
-    from chromdragonn.genome import Genome
-
     scores = parse_scores(scores)
+    batch_size = positive_int(batch_size, "batch size")
     if ref_mismatch not in REF_MISMATCH_MODES:
         raise ChromDragoNNError(f"--ref-mismatch must be one of {', '.join(REF_MISMATCH_MODES)}, got {ref_mismatch!r}")
     reader = open_vcf(vcf)
     genome = Genome(fasta)
-    contexts = parse_contexts(contexts)
-    if isinstance(model, (tuple, list)) and len(model) == 2 and hasattr(model[0], "predict_grid"):
-        net, genes = model  # an already loaded (model, genes)
-    else:
-        net, genes = resolve_model_option(model)
-    dev = torch_device(device)
-    net.to(dev).eval()
-    expr = context_expression(contexts, genes, expression, expression_units)
-    mean_track = open_mean_track(net, mean_bigwig)
-    scorer = VariantScorer(net, expr, contexts, genome, scores, mean_track, both_strands, batch_size, dev)
-    return reader, genome, scorer
+    session = Session.open(contexts, model, expression, expression_units, mean_bigwig, device)
+    return reader, genome, VariantScorer(session, genome, scores, both_strands, batch_size)
 
 
 def _finish(counts: Counts, genome, vcf_path, n_contexts: int) -> None:
@@ -456,50 +379,39 @@ def _stream(reader, genome, scorer: VariantScorer, vcf_path, ref_mismatch: str, 
     _finish(counts, genome, vcf_path, len(scorer.contexts))
     if not keep:
         return None, counts
-    empty = pd.DataFrame(columns=KEY_COLUMNS + scorer.columns + [REF_MATCH_COLUMN])
     frames = [f for f in frames if len(f)]
-    df = pd.concat(frames, ignore_index=True) if frames else empty
+    df = pd.concat(frames, ignore_index=True) if frames else scorer.empty()
     return df, counts
 
 
 def write_variant_scores(vcf, fasta, contexts, output, expression=None, expression_units: str = "tpm",
-                         model=None, scores=("diff",), both_strands: bool = False, batch_size: int = 32,
+                         model=None, scores=(DEFAULT_SCORE,), both_strands: bool = False, batch_size: int = 32,
                          device: str = "cpu", ref_mismatch: str = "flag", mean_bigwig=None,
                          progress: bool = True, keep: bool = False):
     """Stream scores to ``output`` (TSV, or VCF / VCF.gz with INFO fields), memory bounded by one chunk.
 
-    Written to ``<output>.partial`` and renamed when complete.  Returns (DataFrame or None, Counts).
+    Never half-written (:mod:`chromdragonn.outputs.atomic`).  Returns (DataFrame or None, Counts).
     """
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise ChromDragoNNError(f"output folder does not exist: {output.parent}")
+    output = check_output_path(output, "output")
     reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
                                       ref_mismatch, mean_bigwig, both_strands, batch_size, device)
-    tmp = output.with_name(output.name + ".partial")
-    sink = None
     try:
-        if is_vcf_output(output):
-            sink = _VcfWriter(tmp, reader, scorer.contexts, scorer.scores, output.name.lower())
-        else:
-            sink = _TsvWriter(tmp, scorer.columns)
-        df, counts = _stream(reader, genome, scorer, vcf, ref_mismatch, progress, sink, keep)
-        sink.close()
-        sink = None
-        os.replace(tmp, output)
-    finally:
-        if sink is not None:
+        with atomic_output(output) as tmp:
+            if is_vcf_output(output):
+                sink = _VcfSink(tmp, reader, vcf, scorer, compressed=output.name.lower().endswith((".gz", ".bgz")))
+            else:
+                sink = _TsvSink(tmp, scorer)
             try:
+                df, counts = _stream(reader, genome, scorer, vcf, ref_mismatch, progress, sink, keep)
+            finally:
                 sink.close()
-            except Exception:  # already failing; the partial file is removed below
-                pass
-        if tmp.exists():
-            tmp.unlink()
+    finally:
         reader.close()
     return df, counts
 
 
 def score_variants(vcf, fasta, contexts, expression=None, expression_units: str = "tpm", model=None,
-                   scores=("diff",), both_strands: bool = False, batch_size: int = 32, device: str = "cpu",
+                   scores=(DEFAULT_SCORE,), both_strands: bool = False, batch_size: int = 32, device: str = "cpu",
                    ref_mismatch: str = "flag", mean_bigwig=None, output=None, progress: bool = False
                    ) -> pd.DataFrame:
     """Score every ALT allele of a VCF in each context; one row per allele.
@@ -507,9 +419,9 @@ def score_variants(vcf, fasta, contexts, expression=None, expression_units: str 
     Columns: ``#CHROM POS ID REF ALT`` (as in the VCF), one ``<context>/<score>``
     column per context and score, and ``ref_match`` (1 when the VCF REF equals the
     FASTA, 0 when it does not: scored with the VCF alleles, see ``ref_mismatch``).
-    ``model``: None / 'ensemble' (default ensemble of model.yaml), a fold number,
-    weights path(s), or an already loaded ``(model, genes)`` pair.  With
-    ``output`` the scores are also written there (TSV or VCF).
+    ``model``: see :mod:`chromdragonn.inputs.session` (a fold number, 'ensemble', paths,
+    or a loaded ``(model, genes)`` pair).  With ``output`` the scores are also written
+    there (TSV or VCF).
     """
     if output is not None:
         df, _ = write_variant_scores(vcf, fasta, contexts, output, expression, expression_units, model, scores,
@@ -527,29 +439,27 @@ def score_variants(vcf, fasta, contexts, expression=None, expression_units: str 
 
 def _run(args) -> int:
     write_variant_scores(args.vcf, args.fasta, args.contexts, args.output, expression=args.expression,
-                         expression_units=args.expression_units, model=args.model, scores=args.scores,
+                         expression_units=args.expression_units, model=model_option(args), scores=args.scores,
                          both_strands=args.both_strands, batch_size=args.batch_size, device=args.device,
                          ref_mismatch=args.ref_mismatch, mean_bigwig=args.mean_bigwig, progress=not args.quiet)
     log.info("wrote %s", args.output)
     return 0
 
 
-def add_cli(subparsers) -> None:
+def add_cli(subparsers, common) -> None:
     p = subparsers.add_parser(
-        "score-variants", help="effect of VCF variants on accessibility in chosen cell contexts",
+        "score-variants", parents=[common], help="effect of VCF variants on accessibility in chosen cell contexts",
         description="Score each ALT allele of a VCF: P(accessible) of the 1 kb window with the ALT minus that "
                     "with the REF (and other scores), in each named cell context.  Writes a TSV, or the input "
                     "VCF with INFO fields when OUTPUT ends in .vcf or .vcf.gz.")
     p.add_argument("--vcf", required=True, help="VCF or bgzipped VCF, any order; chr22 and 22 both work")
     p.add_argument("-o", "--output", required=True, help="output .tsv, or .vcf / .vcf.gz for an annotated VCF")
-    add_model_input_options(p)
-    p.add_argument("--scores", default="diff",
-                   help=f"comma-separated scores among {', '.join(SCORES)} (default: diff)")
+    p.add_argument("--scores", default=DEFAULT_SCORE,
+                   help=f"comma-separated scores among {', '.join(SCORES)} (default: {DEFAULT_SCORE})")
     p.add_argument("--both-strands", action="store_true",
                    help="average P over each window and its reverse complement")
-    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32)")
     p.add_argument("--ref-mismatch", default="flag", choices=list(REF_MISMATCH_MODES),
                    help="VCF REF differs from the FASTA: flag (score with the VCF alleles, ref_match = 0; default), "
                         "skip the allele, or stop with an error")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)

@@ -9,10 +9,10 @@ Provenance of every input is in example/README.md and weights/README.md.
 Writes
   weights/gene_panel.tsv                 Lambert 2018 TFs found in the Roadmap matrix, fill values
   weights/roadmap_expression_tpm.tsv.gz  TPM of the panel TFs in the 56 Roadmap epigenomes (no E000)
+  weights/roadmap_context_groups.tsv     group, colour and name of those 56 epigenomes (Roadmap's table)
   example/hg19_chr22_1-22000000.fa.gz    the hg19 chr22 slice, bgzipped (header `22`, coordinates kept)
   example/intervals.bed                  20 intervals named in `chr22` style
   example/user_rnaseq_tpm.tsv            E003 (H1) TPM by gene symbol, as a user context `my_H1_sample`
-  example/mean_accessibility_example.bw  stand-in mean track: E003 DNase-region coverage in 50 bp steps
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import argparse
 import gzip
 import io
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -28,9 +27,16 @@ import numpy as np
 import pandas as pd
 
 from chromdragonn import paths
-from chromdragonn.expression import ROADMAP_REFERENCE, build_gene_panel, normalize_gene_id, read_expression_table, rpkm_to_tpm
-from chromdragonn.genome import read_bed
-from chromdragonn.weights import write_gene_panel
+from chromdragonn.inputs.expression import (
+    ROADMAP_REFERENCE,
+    build_gene_panel,
+    normalize_gene_id,
+    read_expression_table,
+    rpkm_to_tpm,
+    write_gene_panel,
+)
+from chromdragonn.inputs.genome import read_bed
+from chromdragonn.outputs.atomic import atomic_output
 
 logger = logging.getLogger("make_example_data")
 
@@ -42,17 +48,11 @@ USER_CONTEXT = "my_H1_sample"
 USER_SOURCE_CONTEXT = "E003"
 
 
-def _atomic(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(path.name + ".partial")
-
-
 def write_gzip_text(path: Path, text: str) -> None:
     """gzip with mtime 0 and no file name in the header, so the bytes are reproducible."""
-    tmp = _atomic(path)
-    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    with atomic_output(path) as tmp, open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
         gz.write(text.encode())
-    os.replace(tmp, path)
 
 
 def make_expression_tables(data: Path) -> pd.DataFrame:
@@ -92,9 +92,8 @@ def make_user_table(data: Path, tpm: pd.DataFrame, out: Path) -> None:
     table = table[~shared]
     logger.info("user table: %d genes kept; %d without a GENCODE v10 symbol and %d with a shared symbol left out",
                 len(table), int(no_symbol.sum()), int(shared.sum()))
-    tmp = _atomic(out)
-    table.to_csv(tmp, sep="\t", index=False, float_format="%.3f", lineterminator="\n")
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.3f", lineterminator="\n")
     logger.info("wrote %s", out)
 
 
@@ -102,13 +101,11 @@ def make_fasta(data: Path, out: Path) -> None:
     from Bio import bgzf
 
     src = data / "genome" / "hg19_chr22_1-22000000.fa.gz"
-    tmp = _atomic(out)
-    with gzip.open(src, "rb") as fin, open(tmp, "wb") as raw:
+    with atomic_output(out) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as raw:
         writer = bgzf.BgzfWriter(fileobj=raw, compresslevel=6)
         for chunk in iter(lambda: fin.read(1 << 20), b""):
             writer.write(chunk)
         writer.close()
-    os.replace(tmp, out)
     for index in (Path(str(out) + ".fai"), Path(str(out) + ".gzi")):
         index.unlink(missing_ok=True)  # stale indexes of an older file; pyfaidx rebuilds them
     logger.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
@@ -132,38 +129,23 @@ def make_intervals(data: Path, out: Path) -> None:
     edge = pd.DataFrame([{"chrom": "chr22", "start": SLICE_START + 100, "end": SLICE_START + 300,
                           "name": "slice_sequence_start"}])
     bed = pd.concat([edge, e003, rand]).sort_values(["start", "end"], kind="stable")
-    tmp = _atomic(out)
-    bed[["chrom", "start", "end", "name"]].to_csv(tmp, sep="\t", header=False, index=False, lineterminator="\n")
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        bed[["chrom", "start", "end", "name"]].to_csv(tmp, sep="\t", header=False, index=False, lineterminator="\n")
     logger.info("wrote %s: %d intervals, widths %d-%d bp", out, len(bed),
                 int((bed.end - bed.start).min()), int((bed.end - bed.start).max()))
 
 
-def make_mean_bigwig(data: Path, out: Path) -> None:
-    """Fraction of each 50 bp step covered by E003 DNase regions, chrom `chr22`, length of the slice.
-
-    A stand-in for the mean accessibility over training contexts until the trained
-    benchmark ships weights/mean_accessibility_chr22.bw; it is one real cell type's
-    enhancer-DNase regions, not a mean over contexts.
-    """
-    import pyBigWig
-
-    regions = read_bed(data / "accessibility" / "roadmap_E003_H1_DNase_enhancer_regions_hg19_chr22.bed.gz")
-    regions = regions[regions["start"] < SLICE_END]
-    covered = np.zeros(SLICE_END, dtype=bool)
-    for s, e in zip(regions["start"], regions["end"]):
-        covered[s:min(e, SLICE_END)] = True
-    frac = covered.reshape(-1, BIGWIG_STEP).mean(axis=1)
-    nz = np.flatnonzero(frac)
-    tmp = _atomic(out)
-    bw = pyBigWig.open(str(tmp), "w")
-    bw.addHeader([("chr22", SLICE_END)], maxZooms=4)
-    starts = (nz * BIGWIG_STEP).astype(np.int64)
-    bw.addEntries(["chr22"] * len(nz), starts.tolist(), ends=(starts + BIGWIG_STEP).tolist(),
-                  values=frac[nz].astype(np.float64).tolist())
-    bw.close()
-    os.replace(tmp, out)
-    logger.info("wrote %s: %d non-zero %d bp steps from %d regions", out, len(nz), BIGWIG_STEP, len(regions))
+def make_context_groups(data: Path, out: Path) -> None:
+    """Group, colour and name of the 56 shipped Roadmap epigenomes (the colours of the atlas plot)."""
+    table = pd.read_csv(data / "expression" / "Roadmap_Consolidated_EpigenomeIDs_summary_Table.tsv", sep="\t",
+                        skiprows=[1, 2], dtype=str)  # rows 2-3 are sub-headers and counts
+    shipped = pd.read_csv(paths.SHIPPED_EXPRESSION, sep="\t", nrows=1)
+    eids = [c for c in shipped.columns if c not in ("gene_symbol", "ensembl_id")]
+    groups = table.set_index("Epigenome ID (EID)").loc[eids, ["GROUP", "COLOR", "Standardized Epigenome name"]]
+    groups = groups.reset_index().set_axis(["context", "group", "color", "name"], axis=1)
+    with atomic_output(out) as tmp:
+        groups.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+    logger.info("wrote %s: %d contexts in %d groups", out, len(groups), groups["group"].nunique())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     make_user_table(data, tpm, ex / "user_rnaseq_tpm.tsv")
     make_fasta(data, ex / "hg19_chr22_1-22000000.fa.gz")
     make_intervals(data, ex / "intervals.bed")
-    make_mean_bigwig(data, ex / "mean_accessibility_example.bw")
+    make_context_groups(data, paths.CONTEXT_GROUPS)
     return 0
 
 

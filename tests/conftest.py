@@ -20,8 +20,17 @@ SHARED_DATA = paths.SHARED_DATA
 EXAMPLE = REPO / "example"
 FASTA = EXAMPLE / "hg19_chr22_1-22000000.fa.gz"
 BED = EXAMPLE / "intervals.bed"
-MEAN_BW = EXAMPLE / "mean_accessibility_example.bw"
+MEAN_BW = paths.MEAN_BIGWIG  # the shipped track (mean of the benchmark labels over training contexts)
 USER_TABLE = EXAMPLE / "user_rnaseq_tpm.tsv"
+# Tolerance on P(accessible) when one float32 network is run by two routes or batchings. They reorder
+# its sums (oneDNN and MKL pick kernels and blockings by batch shape), so results agree only up to
+# rounding: a dot product of K float32 terms carries a relative error of about sqrt(K) * 2^-24, i.e.
+# ~5e-6 for fc1's K = 5,776 inputs (fc2: 1,000; the convolutions: <= 1,400), on pre-activations of
+# order 1, and sigmoid's slope is at most 1/4, so P differs by ~1e-6 (1.04e-6 was seen between two
+# batchings). 1e-5 leaves a factor of 10 for other CPUs and kernels while still catching any real
+# error (a wrong window, context or mean value moves P by far more). TSVs hold P with 6 significant
+# digits (<= 5e-7 of rounding), which fits in the same bound.
+P_ATOL = 1e-5
 # The executables of the environment running the tests (kipoi, Rscript's python).
 VENV_BIN = Path(sys.executable).parent
 
@@ -31,9 +40,9 @@ def _calibrated_random_model(seed: int, genes: list[str]):
     import numpy as np
     import torch
 
-    from chromdragonn.expression import ExpressionSource
-    from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
-    from chromdragonn.model import ChromDragoNN, ModelConfig
+    from chromdragonn.inputs.expression import ExpressionSource
+    from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
+    from chromdragonn.nn.model import ChromDragoNN, ModelConfig
 
     torch.manual_seed(seed)
     model = ChromDragoNN(ModelConfig(n_genes=len(genes), with_mean=True))
@@ -64,7 +73,8 @@ def _calibrated_random_model(seed: int, genes: list[str]):
 @pytest.fixture(scope="session")
 def random_weights(tmp_path_factory) -> list[Path]:
     from chromdragonn import paths
-    from chromdragonn.weights import read_gene_panel, save_weights
+    from chromdragonn.inputs.expression import read_gene_panel
+    from chromdragonn.nn.weights import save_weights
 
     genes = read_gene_panel(paths.GENE_PANEL)["gene_symbol"].tolist()
     out = tmp_path_factory.mktemp("random_weights")
@@ -80,7 +90,7 @@ def random_weights(tmp_path_factory) -> list[Path]:
 def model_dir(tmp_path_factory, random_weights) -> Path:
     """A copy of the root Kipoi files with two random-weight folds (a 2-fold ensemble)."""
     from chromdragonn import paths
-    from chromdragonn.kipoi_files import write_model_dir
+    from chromdragonn.kipoi.render import write_model_dir
 
     out = tmp_path_factory.mktemp("kipoi_model")
     write_model_dir(out, random_weights, "ChromDragoNN test model (random weights, not trained)",

@@ -18,11 +18,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BED, FASTA, MEAN_BW, P_ATOL, REPO, USER_TABLE
 
 from chromdragonn import paths
 from chromdragonn.predict import predict
-
-from conftest import BED, FASTA, MEAN_BW, REPO, USER_TABLE
 
 EXAMPLES = REPO / "docs" / "usage_examples"
 ROADMAP = ["E003", "E116", "E123"]
@@ -33,7 +32,7 @@ NOISE_WORDS = ("WARNING", "Warning", "Traceback", "error")
 
 @pytest.fixture(scope="module")
 def example_model_dir(tmp_path_factory, random_weights) -> Path:
-    from chromdragonn.kipoi_files import write_model_dir
+    from chromdragonn.kipoi.render import write_model_dir
 
     staging = tmp_path_factory.mktemp("staging")
     mean_track = staging / paths.MEAN_BIGWIG.name
@@ -47,8 +46,8 @@ def example_model_dir(tmp_path_factory, random_weights) -> Path:
 @pytest.fixture(scope="module")
 def expected(random_weights) -> pd.DataFrame:
     """The package's predictions on the example, computed in this process (interval rows, context columns)."""
-    return predict(BED, FASTA, WITH_USER, expression_file=USER_TABLE, mean_bigwig=MEAN_BW,
-                   weights=random_weights, progress=False)
+    return predict(BED, FASTA, WITH_USER, expression=USER_TABLE, mean_bigwig=MEAN_BW,
+                   model=random_weights, progress=False)
 
 
 def _run(cmd: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -75,14 +74,14 @@ def test_example_kipoi_sh(example_model_dir, kipoi_env, tmp_path, expected):
                                  "metadata/ranges/id", "metadata/ranges/start", "metadata/ranges/strand",
                                  "preds/0", "preds/1", "preds/2"]
     np.testing.assert_allclose(tsv[["preds/0", "preds/1", "preds/2"]].to_numpy(), expected[ROADMAP].to_numpy(),
-                               atol=1e-6)
+                               atol=P_ATOL)
     assert tsv["metadata/ranges/id"].tolist() == expected["name"].tolist()
     assert tsv["metadata/ranges/start"].tolist() == expected["window_start"].tolist()
     assert set(tsv["metadata/cell_types"]) == {"E003,E116,E123"}
 
     with h5py.File(example_model_dir / "output" / "example_kipoi.h5", "r") as f:
         assert f["preds"].shape == (N_INTERVALS, 3) and f["preds"].dtype == np.float32
-        np.testing.assert_allclose(f["preds"][:], expected[ROADMAP].to_numpy(), atol=1e-6)
+        np.testing.assert_allclose(f["preds"][:], expected[ROADMAP].to_numpy(), atol=P_ATOL)
         assert [x.decode() for x in f["metadata/ranges/id"][:]] == expected["name"].tolist()
         np.testing.assert_array_equal(f["metadata/ranges/end"][:] - f["metadata/ranges/start"][:], 1000)
 
@@ -99,7 +98,7 @@ def test_example_python(example_model_dir, kipoi_env, tmp_path, expected):
 
     table = pd.read_csv(example_model_dir / "output" / "example_python.tsv", sep="\t")
     assert list(table.columns) == ["chrom", "start", "end", "name", "window_start", "window_end", *WITH_USER]
-    np.testing.assert_allclose(table[WITH_USER].to_numpy(), expected[WITH_USER].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(table[WITH_USER].to_numpy(), expected[WITH_USER].to_numpy(), atol=P_ATOL)
     assert table["name"].tolist() == expected["name"].tolist()
 
 
@@ -112,7 +111,7 @@ def test_example_r(example_model_dir, kipoi_env, tmp_path, expected):
     table = pd.read_csv(example_model_dir / "output" / "example_r.tsv", sep="\t", index_col=0)
     assert list(table.columns) == ROADMAP
     assert table.index.tolist() == expected["name"].tolist()
-    np.testing.assert_allclose(table.to_numpy(), expected[ROADMAP].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(table.to_numpy(), expected[ROADMAP].to_numpy(), atol=P_ATOL)
 
 
 def test_readme_blocks_are_the_scripts():

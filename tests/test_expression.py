@@ -1,4 +1,4 @@
-"""chromdragonn.expression on the real Roadmap RNA-seq and the shipped tables."""
+"""chromdragonn.inputs.expression on the real Roadmap RNA-seq and the shipped tables."""
 from __future__ import annotations
 
 import gzip
@@ -7,14 +7,18 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, USER_TABLE
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import (ExpressionSource, build_gene_panel, parse_contexts, read_expression_table,
-                                     rpkm_to_tpm)
-from chromdragonn.weights import read_gene_panel
-
-from conftest import SHARED_DATA, USER_TABLE
+from chromdragonn.inputs.expression import (
+    ExpressionSource,
+    build_gene_panel,
+    parse_contexts,
+    read_expression_table,
+    read_gene_panel,
+    rpkm_to_tpm,
+)
 
 RPKM = SHARED_DATA / "expression" / "57epigenomes.RPKM.pc.gz"
 LAMBERT = SHARED_DATA / "tf_lists" / "Lambert2018_DatabaseExtract_v_1.01.csv"
@@ -82,6 +86,39 @@ def test_parse_contexts():
     for empty in ("", " , ", []):
         with pytest.raises(ChromDragoNNError, match="no cell contexts"):
             parse_contexts(empty)
+    for repeated in ("E003,E116,E003", ["E116", "E116 "]):
+        with pytest.raises(ChromDragoNNError, match="given more than once; name each context once"):
+            parse_contexts(repeated)
+
+
+def test_gene_by_symbol_and_by_ensembl_id_with_different_values_is_said(tmp_path, caplog, panel):
+    """A table that gives a panel TF twice (symbol row and Ensembl row) with different values: the
+    Ensembl row is used, and a warning names the gene and both rows."""
+    gata1 = panel.set_index("gene_symbol").loc["GATA1", "ensembl_id"]
+    p = tmp_path / "both.tsv"
+    p.write_text(f"gene\tS\nGATA1\t5.0\n{gata1}\t50.0\nTAL1\t3.0\n")
+    with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+        m = ExpressionSource(user_table=p, shipped=None).matrix(["S"])
+    i = panel.gene_symbol.tolist().index("GATA1")
+    assert m[0, i] == pytest.approx(np.arcsinh(50.0), rel=1e-6)
+    assert f"gives 1 gene-panel TF(s) twice, by symbol and by Ensembl ID, with different values; the Ensembl ID " \
+           f"rows are used: GATA1 (GATA1 vs {gata1})" in caplog.text
+
+
+def test_rpkm_table_of_tfs_only_is_warned(tmp_path, caplog, rpkm_pandas, panel):
+    """RPKM -> TPM divides by the sample's total; a table holding only TFs gives TPMs far too high."""
+    tfs = rpkm_pandas.loc[rpkm_pandas.index.isin(panel.ensembl_id), ["E003"]]
+    p = tmp_path / "tf_rpkm.tsv"
+    tfs.rename_axis("gene_id").to_csv(p, sep="\t")
+    with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+        ExpressionSource(user_table=p, user_units="rpkm")
+    assert f"has only {len(tfs)} genes: RPKM is converted to TPM over the genes of the table" in caplog.text
+    caplog.clear()
+    whole = tmp_path / "all_rpkm.tsv"
+    rpkm_pandas[["E003"]].rename_axis("gene_id").to_csv(whole, sep="\t")
+    with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+        ExpressionSource(user_table=whole, user_units="rpkm")
+    assert "RPKM is converted" not in caplog.text
 
 
 def test_source_shipped_contexts(panel):

@@ -1,4 +1,4 @@
-"""chromdragonn.genome on the shipped example and the real shared data."""
+"""chromdragonn.inputs.genome on the shipped example and the real shared data."""
 from __future__ import annotations
 
 import gzip
@@ -6,13 +6,19 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import BED, FASTA, MEAN_BW, SHARED_DATA
 from kipoiseq import Interval
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.genome import (Genome, MeanAccessibility, centered_window, match_chrom, one_hot, one_hot_batch,
-                                 read_bed)
-
-from conftest import BED, FASTA, MEAN_BW, SHARED_DATA
+from chromdragonn.inputs.genome import (
+    Genome,
+    MeanAccessibility,
+    centered_window,
+    match_chrom,
+    one_hot,
+    one_hot_batch,
+    read_bed,
+)
 
 SOURCE_FASTA = SHARED_DATA / "genome" / "hg19_chr22_1-22000000.fa.gz"  # plain gzip, header `22`, 60 bp lines
 
@@ -73,8 +79,37 @@ def test_unknown_chromosome_is_one_line_error(genome):
 
 
 def test_plain_gzip_fasta_is_refused_with_bgzip_hint():
-    with pytest.raises(ChromDragoNNError, match="bgzip"):
+    with pytest.raises(ChromDragoNNError, match="bgzip") as err:
         Genome(SOURCE_FASTA)
+    # The suggested command must not write onto its own input (the shell would truncate it first).
+    command = str(err.value).split("`")[1]
+    source, target = command.split(" | bgzip > ")
+    assert source == f"zcat {SOURCE_FASTA.name}" and target != SOURCE_FASTA.name
+    assert target == "hg19_chr22_1-22000000.bgz.fa.gz"
+
+
+def test_stale_fai_over_a_truncated_fasta_is_refused(tmp_path):
+    """An index left from the full file describes sequence the truncated FASTA no longer has;
+    pyfaidx would only warn and read short sequence."""
+    fa = tmp_path / "slice.fa"
+    with gzip.open(SOURCE_FASTA, "rb") as fin, open(fa, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+    Genome(fa).close()  # builds slice.fa.fai
+    with open(fa, "r+b") as fh:
+        fh.truncate(fa.stat().st_size // 2)
+    with pytest.raises(ChromDragoNNError, match=r"slice.fa.fai describes .* bytes but .*slice.fa has .*: the FASTA "
+                                                r"is truncated or the index is stale; delete slice.fa.fai"):
+        Genome(fa)
+
+
+def test_stale_gzi_over_a_truncated_bgzf_fasta_is_refused(tmp_path):
+    for suffix in ("", ".fai", ".gzi"):
+        shutil.copyfile(str(FASTA) + suffix, str(tmp_path / FASTA.name) + suffix)
+    cut = tmp_path / FASTA.name
+    with open(cut, "r+b") as fh:
+        fh.truncate(cut.stat().st_size // 3)
+    with pytest.raises(ChromDragoNNError, match=r"\.gzi points past the end of .*: the FASTA is truncated"):
+        Genome(cut)
 
 
 def test_plain_fasta_builds_index(tmp_path):
@@ -166,33 +201,35 @@ def test_read_bed_errors_name_file_and_line(tmp_path, text, match):
 
 
 def test_mean_accessibility_values():
+    """The value is the base-weighted mean of the track over the window's central 200 bp, computed
+    here independently from the bigWig's intervals (pyBigWig), on the shipped track."""
+    import pyBigWig
+
     m = MeanAccessibility(MEAN_BW)
-    # E003_DNase_01 is chr22:17,274,217-17,274,267 (50 bp), fully inside the central 200 bp: 50/200.
-    w = centered_window("chr22", 17_274_217, 17_274_267)
-    assert m.value("22", w.start, w.end) == pytest.approx(0.25, abs=1e-6)
-    assert m.value("chr22", w.start, w.end) == pytest.approx(0.25, abs=1e-6)
-    assert m.value("22", 0, 1000) == 0.0  # no data: 0, not NaN
+    bw = pyBigWig.open(str(MEAN_BW))
+    checked = 0
+    for centre in range(17_000_025, 21_000_000, 97_003):  # off the 50 bp grid: bins straddle the edges
+        lo, hi = centre - 100, centre + 100
+        expected = sum(v * (min(e, hi) - max(s, lo)) for s, e, v in bw.intervals("22", lo, hi) or []) / 200
+        w = centered_window("chr22", centre - 1, centre + 1)
+        assert (w.start + w.end) // 2 == centre
+        assert m.value("22", w.start, w.end) == pytest.approx(expected, abs=1e-6)
+        assert m.value("chr22", w.start, w.end) == m.value("22", w.start, w.end)
+        checked += expected > 0
+    assert checked >= 5  # the comparison covered accessible bins, not only zeros
+    assert m.value("22", 0, 1000) == 0.0  # no data (before the slice's sequence): 0, not NaN
     assert m.value("22", 21_999_500, 22_000_500) >= 0.0  # runs past the end
-
-
-def test_mean_accessibility_agrees_with_regions():
-    """The stand-in track is the E003 coverage: a region's window has mean > 0, a window far from any is 0."""
-    m = MeanAccessibility(MEAN_BW)
-    regions = read_bed(SHARED_DATA / "accessibility" / "roadmap_E003_H1_DNase_enhancer_regions_hg19_chr22.bed.gz")
-    inside = regions[regions.end < 22_000_000].iloc[::50]
-    for c, s, e in zip(inside.chrom, inside.start, inside.end):
-        w = centered_window(c, s, e)
-        assert m.value(c, w.start, w.end) > 0
 
 
 def test_bigwig_without_chromosome():
     m = MeanAccessibility(MEAN_BW)
-    with pytest.raises(ChromDragoNNError, match=r"chromosome 'chr21' is not in bigWig file .*mean_accessibility_example.bw"):
+    with pytest.raises(ChromDragoNNError, match=r"chromosome 'chr21' is not in bigWig file .*mean_accessibility_chr22.bw"):
         m.value("chr21", 0, 1000)
 
 
-def test_not_a_bigwig(tmp_path):
+def test_not_a_bigwig_is_one_line_of_ours(tmp_path, capfd):
     p = tmp_path / "x.bw"
     p.write_text("not a bigwig\n")
-    with pytest.raises(ChromDragoNNError, match="not a readable bigWig"):
+    with pytest.raises(ChromDragoNNError, match="is not a bigWig file"):
         MeanAccessibility(p)
+    assert capfd.readouterr().err == ""  # libBigWig never got to print its own lines

@@ -8,18 +8,21 @@ come from real windows so that single substitutions move P visibly.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FASTA, MEAN_BW, P_ATOL
 
 from chromdragonn.cli import main
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot
-from chromdragonn.ism import FastISM, parse_region, saturation_mutagenesis
-from chromdragonn.weights import load_model, load_models
-
-from conftest import FASTA, MEAN_BW
+from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot, parse_region
+from chromdragonn.ism import parse_ism_region, saturation_mutagenesis
+from chromdragonn.nn.fast_ism import FastISM
+from chromdragonn.nn.weights import load_model, load_models
 
 CONTEXTS = ["E003", "E116"]
 
@@ -52,7 +55,7 @@ def test_fast_equals_naive_on_a_real_region(genome, expr, fold0):
     assert offsets[0] == 488  # the region sits in the middle of its 1 kb window
     fast = saturation_mutagenesis(fold0, onehot, offsets, expr, mean, method="fast", batch_size=32)
     naive = saturation_mutagenesis(fold0, onehot, offsets, expr, mean, method="naive", batch_size=32)
-    np.testing.assert_allclose(fast.ref_prob, naive.ref_prob, atol=1e-6)
+    np.testing.assert_allclose(fast.ref_prob, naive.ref_prob, atol=P_ATOL)
     np.testing.assert_allclose(fast.mut_prob, naive.mut_prob, atol=1e-4)
     assert np.abs(naive.diff).max() > 1e-3  # substitutions do move P: the 1e-4 check is not void
     assert fast.ref_seq == genome.fetch("22", start, end)
@@ -70,14 +73,15 @@ def test_fast_equals_naive_at_the_window_edges_and_in_n(genome, expr, fold0):
     fast = saturation_mutagenesis(fold0, onehot, offsets, expr, 0.2, method="fast")
     naive = saturation_mutagenesis(fold0, onehot, offsets, expr, 0.2, method="naive")
     np.testing.assert_allclose(fast.mut_prob, naive.mut_prob, atol=1e-4)
-    # Real bases start at 16,050,001 in this FASTA: N positions get all four bases.
+    # Real bases start at 16,050,001 in this FASTA: N positions have no substitutions (NaN rows).
     w, onehot = _window(genome, "22", 16_049_997, 16_050_001)
     offsets = list(range(16_049_997 - w.start, 16_050_001 - w.start))
     fast = saturation_mutagenesis(fold0, onehot, offsets, expr, 0.0, method="fast")
     naive = saturation_mutagenesis(fold0, onehot, offsets, expr, 0.0, method="naive")
     assert fast.ref_seq[:3] == "NNN" and fast.ref_seq[3] != "N"
     np.testing.assert_allclose(fast.mut_prob, naive.mut_prob, atol=1e-4)
-    assert np.all(np.abs(fast.diff[:3]) > 0)  # N -> A, C, G, T all scored
+    assert np.isnan(fast.mut_prob[:3]).all() and not np.isnan(fast.mut_prob[3:]).any()
+    assert fast.n_substitutions == 3 * (len(offsets) - 3)
 
 
 def test_trunk_features_exact_and_about_8_percent_of_the_work(genome, fold0):
@@ -106,7 +110,7 @@ def test_ensemble_averages_members(genome, expr, random_weights):
     naive = saturation_mutagenesis(model, onehot, offsets, expr, 0.1, method="naive")
     np.testing.assert_allclose(fast.mut_prob, naive.mut_prob, atol=1e-4)
     members = [saturation_mutagenesis(m, onehot, offsets, expr, 0.1) for m in model.members]
-    np.testing.assert_allclose(fast.mut_prob, np.mean([m.mut_prob for m in members], axis=0), atol=1e-6)
+    np.testing.assert_allclose(fast.mut_prob, np.mean([m.mut_prob for m in members], axis=0), atol=P_ATOL)
 
 
 def test_ism_cli_tsv_npz_and_png(tmp_path, random_weights, genome):
@@ -134,6 +138,7 @@ def test_ism_cli_tsv_npz_and_png(tmp_path, random_weights, genome):
 
 @pytest.mark.parametrize("region, message", [
     ("chr22:17500001-17501001", "at most 1000 bp"),
+    ("chr22:16049001-16049100", "no A, C, G or T to substitute"),
     ("chr22:17500001", "is not CHROM:START-END"),
     ("chr22:200-100", "need 1 <= START <= END"),
     ("chr22:21999990-22000010", "runs past the end of 22"),
@@ -151,3 +156,50 @@ def test_bad_regions(tmp_path, random_weights, capsys, region, message):
 def test_parse_region():
     assert parse_region("chr22:17,500,101-17,500,110") == ("chr22", 17_500_100, 17_500_110)
     assert parse_region(" 22:1-1000 ") == ("22", 0, 1000)
+    with pytest.raises(ChromDragoNNError, match="at most 1000 bp"):
+        parse_ism_region("chr22:1-1001")
+
+
+def _ism_argv(tmp_path, random_weights, *extra, region="chr22:17,500,101-17,500,110"):
+    return ["ism", "--region", region, "--fasta", str(FASTA), "--contexts", "E003", "--model",
+            str(random_weights[0]), "--mean-bigwig", str(MEAN_BW), "-q", *extra]
+
+
+@pytest.mark.parametrize("bad", ["-4", "0"])
+def test_batch_size_must_be_positive(tmp_path, random_weights, capsys, bad):
+    out = tmp_path / "map.tsv"
+    assert main(_ism_argv(tmp_path, random_weights, "--batch-size", bad, "-o", str(out))) == 2
+    assert not out.exists() and not (tmp_path / "map.png").exists()
+    assert f"error: --batch-size must be a whole number >= 1, got {bad}" in capsys.readouterr().err
+
+
+def test_png_into_a_missing_folder_fails_first_and_writes_nothing(tmp_path, random_weights, capsys):
+    out = tmp_path / "map.tsv"
+    rc = main(_ism_argv(tmp_path, random_weights, "-o", str(out), "--png", str(tmp_path / "no_dir" / "m.png")))
+    assert rc == 2 and not out.exists() and list(tmp_path.iterdir()) == []
+    assert "output folder does not exist" in capsys.readouterr().err
+
+
+def test_interrupt_while_plotting_leaves_neither_file(tmp_path, random_weights, capsys, monkeypatch):
+    """Ctrl-C in the PNG step: the run is reported as interrupted and no output stays, not even the TSV."""
+    import chromdragonn.ism as ism
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ism, "plot_mutation_map", interrupted)
+    out = tmp_path / "map.tsv"
+    assert main(_ism_argv(tmp_path, random_weights, "-o", str(out))) == 130
+    assert list(tmp_path.iterdir()) == []
+    assert "error: interrupted" in capsys.readouterr().err
+
+
+def test_n_positions_have_no_rows_and_the_log_counts_true(tmp_path, random_weights, caplog):
+    """Real bases start at 16,050,001 in this FASTA: 4 N then 6 bases give 18 substitutions, not 30."""
+    out = tmp_path / "gap.tsv"
+    with caplog.at_level(logging.INFO, logger="chromdragonn"):
+        assert main(_ism_argv(tmp_path, random_weights, "-o", str(out), region="22:16049997-16050006")) == 0
+    tsv = pd.read_csv(out, sep="\t")
+    assert len(tsv) == 18 and tsv["POS"].min() == 16_050_001 and "N" not in set(tsv["REF"])
+    assert "wrote 18 substitutions x 1 contexts" in caplog.text
+    assert "4 N positions of the region have no substitutions" in caplog.text

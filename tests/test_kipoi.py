@@ -17,15 +17,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import BED, FASTA, MEAN_BW, P_ATOL, USER_TABLE, VENV_BIN
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
-from chromdragonn.kipoi_files import render_dataloader_yaml
-from chromdragonn.weights import load_models, md5sum, read_gene_panel
-
-from conftest import BED, FASTA, MEAN_BW, USER_TABLE, VENV_BIN
+from chromdragonn.inputs.expression import ExpressionSource, read_gene_panel
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot, read_bed
+from chromdragonn.kipoi.render import render_dataloader_yaml
+from chromdragonn.nn.weights import load_models, md5sum, tensor_checksum
 
 CONTEXTS = ["E003", "E116", "my_H1_sample"]
 N_GENES = 1575
@@ -71,9 +70,9 @@ def test_expected_equals_python_api(model_dir, expected):
     from chromdragonn.predict import predict
 
     weights = sorted((model_dir / "weights").glob("fold*.pt"))
-    df = predict(BED, FASTA, CONTEXTS, expression_file=USER_TABLE, mean_bigwig=MEAN_BW, weights=weights,
+    df = predict(BED, FASTA, CONTEXTS, expression=USER_TABLE, mean_bigwig=MEAN_BW, model=weights,
                  batch_size=8, progress=False)
-    np.testing.assert_allclose(df[CONTEXTS].to_numpy(), expected[CONTEXTS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(df[CONTEXTS].to_numpy(), expected[CONTEXTS].to_numpy(), atol=P_ATOL)
     assert df["name"].tolist() == expected["id"].tolist()
     assert df["window_start"].tolist() == expected["start"].tolist()
 
@@ -90,7 +89,7 @@ def test_kipoi_test_cli(model_dir, kipoi_env, tmp_path):
     assert "Successfully ran test_predict" in out
     assert "dataloader.output_schema is compatible with model.schema" in out
     # The example's user table lacks 40 panel TFs: that warning is expected, and nothing else.
-    expected_warning = "WARNING [chromdragonn.expression] 40 of 1575 gene-panel TFs are not in expression table"
+    expected_warning = "WARNING [chromdragonn.inputs.expression] 40 of 1575 gene-panel TFs are not in expression table"
     assert out.count(expected_warning) == 1
     rest = "\n".join(line for line in out.splitlines() if expected_warning not in line)
     for word in ("WARNING", "Warning", "not compatible", "mismatch", "Traceback"):
@@ -104,7 +103,7 @@ def test_kipoi_predict(model_dir, kipoi_env, tmp_path, dl_args, expected, suffix
                 "--keep_metadata", "-o", str(out)], kipoi_env, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     # The one warning a user should see: how many panel TFs the user table lacks.
-    assert "WARNING [chromdragonn.expression] 40 of 1575 gene-panel TFs are not in expression table" in r.stderr
+    assert "WARNING [chromdragonn.inputs.expression] 40 of 1575 gene-panel TFs are not in expression table" in r.stderr
     if suffix == "tsv":
         df = pd.read_csv(out, sep="\t")
         assert list(df.columns) == ["metadata/cell_types", "metadata/ranges/chr", "metadata/ranges/end",
@@ -123,7 +122,7 @@ def test_kipoi_predict(model_dir, kipoi_env, tmp_path, dl_args, expected, suffix
             cell_types = [x.decode() for x in f["metadata/cell_types"][:]]
             chroms = [x.decode() for x in f["metadata/ranges/chr"][:]]
     assert preds.shape == (20, 3)
-    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=P_ATOL)
     assert list(ids) == expected["id"].tolist()
     assert list(starts) == expected["start"].tolist() and list(ends) == expected["end"].tolist()
     assert set(cell_types) == {"E003,E116,my_H1_sample"} and set(chroms) == {"chr22"}
@@ -139,10 +138,10 @@ def kipoi_model(model_dir):
 def test_get_model_pipeline(kipoi_model, dl_args, expected):
     preds = kipoi_model.pipeline.predict(dict(dl_args, cell_types=list(CONTEXTS)))
     assert preds.shape == (20, 3) and preds.dtype == np.float32
-    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=P_ATOL)
     # Context order is the user's.
     rev = kipoi_model.pipeline.predict(dict(dl_args, cell_types="my_H1_sample,E003"), batch_size=7)
-    np.testing.assert_allclose(rev, expected[["my_H1_sample", "E003"]].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(rev, expected[["my_H1_sample", "E003"]].to_numpy(), atol=P_ATOL)
 
 
 def test_r_reticulate(model_dir, kipoi_env, tmp_path, dl_args, expected):
@@ -166,7 +165,7 @@ write.table(preds, "{out}", sep = "\\t", row.names = FALSE, col.names = FALSE)
     assert r.returncode == 0, r.stderr[-2000:]
     preds = np.loadtxt(out, delimiter="\t")
     assert preds.shape == (20, 3)
-    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(preds, expected[CONTEXTS].to_numpy(), atol=P_ATOL)
 
 
 def _shape_ok(schema_shape, array_shape) -> bool:
@@ -234,8 +233,12 @@ def test_root_yaml_files():
     assert all(dl.args[k].doc for k in DL_ARG_NAMES)
     dl_yaml = yaml.safe_load((paths.REPO_ROOT / "dataloader.yaml").read_text())
     assert dl_yaml["postprocessing"] == {"variant_effects": {"bed_input": ["intervals_file"]}}
-    for name in ("intervals_file", "fasta_file", "expression_file", "mean_bigwig"):
+    for name in ("intervals_file", "fasta_file", "expression_file"):
         assert (paths.REPO_ROOT / dl_yaml["args"][name]["example"]).is_file()
+    # No example mean track: kipoi test and the README's Kipoi example use the default, the shipped
+    # track the models were trained with (no stand-in of another meaning).
+    assert "example" not in dl_yaml["args"]["mean_bigwig"] and "default" not in dl_yaml["args"]["mean_bigwig"]
+    assert "weights/mean_accessibility_chr22.bw" in dl_yaml["args"]["mean_bigwig"]["doc"]
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -286,6 +289,7 @@ BAD_DATALOADER_INPUTS = {
     "bigWig without the chromosome": (lambda t: {"mean_bigwig": _bigwig_with(t / "h.bw", "chr21")},
                                       r"chromosome 'chr22' is not in bigWig file .*h.bw"),
     "empty BED": (lambda t: {"intervals_file": _write(t / "i.bed", "# nothing\n")}, r"i.bed has no intervals"),
+    "context twice": (lambda t: {"cell_types": "E003,E116,E003"}, r"context\(s\) E003 given more than once"),
 }
 
 
@@ -304,9 +308,13 @@ def _model_args(model_dir) -> dict:
     return args
 
 
-def _save_variant(model_dir, tmp_path, edit) -> str:
+def _save_variant(model_dir, tmp_path, edit, keep_checksum: bool = False) -> str:
+    """fold0 with ``edit`` applied; its tensor checksum recomputed (an intact file of another
+    shape), or kept (what a file damaged on disk looks like)."""
     payload = torch.load(model_dir / "weights" / "fold0.with_mean.pt", map_location="cpu", weights_only=True)
     edit(payload)
+    if not keep_checksum:
+        payload["tensor_sha256"] = tensor_checksum(payload["state_dict"])
     path = tmp_path / "variant.pt"
     torch.save(payload, path)
     return str(path)
@@ -327,6 +335,13 @@ def test_bad_weights(model_cls, model_dir, tmp_path):
         model_cls(**dict(args, weights=[path], md5s=[md5sum(path)]))
     with pytest.raises(ChromDragoNNError, match=r"takes 1575 genes, but model.yaml declares 1600"):
         model_cls(**dict(args, n_genes=1600))
+
+    def one_weight_changed(p):
+        p["state_dict"]["head.fc2.weight"][0, 0] += 1.0
+
+    path = _save_variant(model_dir, tmp_path, one_weight_changed, keep_checksum=True)
+    with pytest.raises(ChromDragoNNError, match=r"variant.pt is damaged: its tensors do not match the checksum"):
+        model_cls(**dict(args, weights=[path], md5s=None))
     with pytest.raises(ChromDragoNNError, match=r"has with_mean=True, but model.yaml declares with_mean=False"):
         model_cls(**dict(args, with_mean=False))
     panel = pd.read_csv(args["gene_panel"], sep="\t")

@@ -1,4 +1,4 @@
-"""Import of original ChromDragoNN checkpoints (chromdragonn.original, chromdragonn.convert).
+"""Import of original ChromDragoNN checkpoints (chromdragonn.nn.original, chromdragonn.convert).
 
 The original authors' checkpoints cannot be had here, so the test builds a
 replica of the ORIGINAL architecture (Conv2d with (k, 1) kernels, each layer
@@ -28,11 +28,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import chromdragonn
-from chromdragonn.convert import main as convert_main, read_gene_list
 from chromdragonn import paths
+from chromdragonn.convert import main as convert_main
+from chromdragonn.convert import read_gene_list
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.original import convert_state_dict, load_original, read_original_checkpoint
-from chromdragonn.weights import load_model, md5sum, read_gene_panel
+from chromdragonn.inputs.expression import read_gene_panel
+from chromdragonn.nn.original import convert_state_dict, load_original, read_original_checkpoint
+from chromdragonn.nn.weights import load_model, md5sum
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = paths.SHARED_DIR

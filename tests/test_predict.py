@@ -12,19 +12,21 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import BED, FASTA, MEAN_BW, P_ATOL, REPO, USER_TABLE
 
 from chromdragonn import paths
 from chromdragonn.cli import main
-from chromdragonn.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.expression import read_gene_panel
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.nn.weights import load_model, save_weights, tensor_checksum
 from chromdragonn.predict import predict
-from chromdragonn.weights import load_model, read_gene_panel, save_weights
-
-from conftest import BED, FASTA, MEAN_BW, REPO, USER_TABLE
 
 USER_CONTEXT = "my_H1_sample"  # the one context column of example/user_rnaseq_tpm.tsv
 CONTEXTS = ["E003", "E116", "E123", USER_CONTEXT]
@@ -89,8 +91,8 @@ def reference(random_weights) -> dict:
 
 @pytest.fixture(scope="module")
 def ensemble_result(random_weights) -> pd.DataFrame:
-    return predict(BED, FASTA, ",".join(CONTEXTS), expression_file=USER_TABLE, mean_bigwig=MEAN_BW,
-                   weights=random_weights, batch_size=8, progress=False)
+    return predict(BED, FASTA, ",".join(CONTEXTS), expression=USER_TABLE, mean_bigwig=MEAN_BW,
+                   model=random_weights, batch_size=8, progress=False)
 
 
 def _check_layout(df: pd.DataFrame, contexts: list[str]) -> None:
@@ -124,8 +126,8 @@ def test_predict_ensemble_matches_per_pair_forward(ensemble_result, reference):
 
 @pytest.fixture(scope="module")
 def single_result(random_weights) -> pd.DataFrame:
-    return predict(BED, FASTA, SHUFFLED, expression_file=USER_TABLE, mean_bigwig=MEAN_BW,
-                   weights=random_weights[0], batch_size=32, progress=False)
+    return predict(BED, FASTA, SHUFFLED, expression=USER_TABLE, mean_bigwig=MEAN_BW,
+                   model=random_weights[0], batch_size=32, progress=False)
 
 
 def test_predict_single_file_in_given_order(single_result, ensemble_result, reference):
@@ -170,7 +172,7 @@ def test_cli_subprocess_writes_the_same_tsv(cli_run, single_result):
     assert list(got.columns) == FIXED_COLUMNS + SHUFFLED
     pd.testing.assert_frame_equal(got[FIXED_COLUMNS], single_result[FIXED_COLUMNS], check_dtype=False)
     # Written with 6 significant digits.
-    np.testing.assert_allclose(got[SHUFFLED].to_numpy(), single_result[SHUFFLED].to_numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got[SHUFFLED].to_numpy(), single_result[SHUFFLED].to_numpy(), atol=P_ATOL, rtol=0)
     # The fill warning (40 panel TFs are not in the example table) and the summary reach the user.
     assert ("WARNING: 40 of 1575 gene-panel TFs are not in expression table "
             f"{USER_TABLE}; they are filled with") in proc.stderr
@@ -325,7 +327,7 @@ def test_cli_bigwig_without_chromosome(run_cli, out_dir, random_weights, tmp_pat
 
 
 def test_cli_weights_other_gene_count(run_cli, out_dir, tmp_path):
-    from chromdragonn.model import ChromDragoNN, ModelConfig
+    from chromdragonn.nn.model import ChromDragoNN, ModelConfig
 
     genes = read_gene_panel(paths.GENE_PANEL).gene_symbol.tolist()[:10]
     torch.manual_seed(0)
@@ -339,6 +341,7 @@ def test_cli_weights_tensor_of_wrong_shape(run_cli, out_dir, random_weights, tmp
     payload = torch.load(random_weights[0], map_location="cpu", weights_only=True)
     w = payload["state_dict"]["head.fc1.weight"]
     payload["state_dict"]["head.fc1.weight"] = w[:, :-5].clone()  # 5 expression columns short
+    payload["tensor_sha256"] = tensor_checksum(payload["state_dict"])  # intact file, wrong shape
     path = tmp_path / "bad_shape.pt"
     torch.save(payload, path)
     msg = _fails(run_cli, _argv([path], out_dir / "p.tsv"), out_dir)
@@ -358,19 +361,44 @@ def test_cli_corrupt_weights(run_cli, out_dir, random_weights, tmp_path):
     assert f"cannot read weights file {garbage}" in msg
 
 
+def test_cli_damaged_weights_refused_by_checksum(run_cli, out_dir, random_weights, tmp_path):
+    """One flipped byte inside a tensor still loads with torch; the stored tensor checksum refuses it,
+    whatever route loads the file (a path here; model.yaml and Kipoi go through the same loader)."""
+    payload = torch.load(random_weights[0], map_location="cpu", weights_only=True)
+    payload["state_dict"]["head.fc2.weight"][3, 7] += 0.5
+    damaged = tmp_path / "damaged.pt"
+    torch.save(payload, damaged)  # the old checksum kept: what a damaged copy looks like
+    msg = _fails(run_cli, _argv([damaged], out_dir / "p.tsv"), out_dir)
+    assert msg == f"error: weights file {damaged} is damaged: its tensors do not match the checksum stored with them"
+    with pytest.raises(ChromDragoNNError, match="is damaged"):
+        load_model(damaged)
+
+
+def test_cli_pickle_with_code_refused_in_one_line(run_cli, out_dir, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "chromdragonn-weights/2", "x": Evil()}, path)
+    msg = _fails(run_cli, _argv([path], out_dir / "p.tsv"), out_dir)
+    assert msg.startswith(f"error: refused to read weights file {path}") and "weights_only" not in msg
+    assert "\n" not in msg and not (out_dir / "pwned").exists()
+
+
 def test_cli_default_model_checksum_mismatch(run_cli, out_dir, model_dir, random_weights, tmp_path, monkeypatch):
     """Without --weights the model.yaml's weights and md5s are used; a checksum that disagrees is refused."""
-    import functools
 
     import yaml
 
-    from chromdragonn import predict as predict_module
-    from chromdragonn.weights import md5sum
+    from chromdragonn import paths
+    from chromdragonn.inputs.session import DeclaredModel
+    from chromdragonn.nn.weights import md5sum
 
-    files, md5s, n_genes, with_mean = predict_module.default_weights(model_dir / "model.yaml")
-    assert (n_genes, with_mean) == (1575, True)
-    assert files == [model_dir / "weights" / f.name for f in random_weights]
-    assert md5s == [md5sum(f) for f in random_weights]
+    declared = DeclaredModel.read(model_dir / "model.yaml")
+    assert (declared.n_genes, declared.with_mean) == (1575, True)
+    assert declared.files == [model_dir / "weights" / f.name for f in random_weights]
+    assert declared.md5s == [md5sum(f) for f in random_weights]
 
     spec = yaml.safe_load((model_dir / "model.yaml").read_text())
     good = spec["args"]["md5s"][1]
@@ -379,9 +407,54 @@ def test_cli_default_model_checksum_mismatch(run_cli, out_dir, model_dir, random
     folder.mkdir()
     (folder / "weights").symlink_to(model_dir / "weights")
     (folder / "model.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setattr(predict_module, "default_weights",
-                        functools.partial(predict_module.default_weights, folder / "model.yaml"))
+    monkeypatch.setattr(paths, "MODEL_YAML", folder / "model.yaml")
     argv = [a for a in _argv([], out_dir / "p.tsv") if a != "--weights"]
     msg = _fails(run_cli, argv, out_dir)
     assert f"weights file {folder / 'weights' / random_weights[1].name} has md5 {good}" in msg
     assert f"model.yaml expects {'0' * 32}" in msg
+
+
+# ---------------------------------------------------------------- every route behaves the same on bad input
+
+
+def test_interval_past_the_fasta_end_is_refused_by_cli_and_api(run_cli, out_dir, random_weights, tmp_path):
+    """A BED from another assembly (or a truncated FASTA): an interval that starts past the end of its
+    chromosome would be scored from an all-N window; the CLI and predict() refuse it as Kipoi does."""
+    bed = tmp_path / "far.bed"
+    bed.write_text("chr22\t17000000\t17000200\tnear\nchr22\t30000000\t30000200\tfar\n")
+    msg = _fails(run_cli, _argv(random_weights[:1], out_dir / "p.tsv", **{"--intervals": bed}), out_dir)
+    assert "interval far (chr22:30000000-30000200) starts past the end of chr22 (22,000,000 bp)" in msg
+    with pytest.raises(ChromDragoNNError, match="interval far .* starts past the end of chr22"):
+        predict(bed, FASTA, CONTEXTS, expression=USER_TABLE, model=random_weights[0], progress=False)
+
+
+def test_empty_bed_is_an_error_on_every_route(run_cli, out_dir, random_weights, tmp_path):
+    bed = tmp_path / "empty.bed"
+    bed.write_text("track name=nothing\n")
+    msg = _fails(run_cli, _argv(random_weights[:1], out_dir / "p.tsv", **{"--intervals": bed}), out_dir)
+    assert msg == f"error: BED file {bed} has no intervals"
+
+
+@pytest.mark.parametrize("bad", ["-5", "0"])
+def test_batch_size_must_be_positive(run_cli, out_dir, random_weights, bad):
+    msg = _fails(run_cli, _argv(random_weights[:1], out_dir / "p.tsv") + ["--batch-size", bad], out_dir)
+    assert msg == f"error: batch size must be a whole number >= 1, got {bad}"
+
+
+def test_duplicated_context_is_an_error_on_every_route(run_cli, out_dir, random_weights):
+    msg = _fails(run_cli, _argv(random_weights[:1], out_dir / "p.tsv", **{"--contexts": "E003,E116,E003"}), out_dir)
+    assert msg == "error: context(s) E003 given more than once; name each context once"
+    with pytest.raises(ChromDragoNNError, match="E003 given more than once"):
+        predict(BED, FASTA, ["E003", "E003"], model=random_weights[0], progress=False)
+
+
+@pytest.mark.parametrize("where, message", [("missing folder", "output folder does not exist"),
+                                            ("a directory", "is a directory"),
+                                            ("read-only folder", "output folder is not writable: /sys")])
+def test_output_location_is_checked_before_any_work(run_cli, out_dir, tmp_path, where, message):
+    """The output is checked first: with a missing weights file too, the error is about the output.
+    (/sys is read-only even for root, who may write into a chmod 555 folder.)"""
+    output = {"missing folder": tmp_path / "no_such_dir" / "p.tsv", "a directory": out_dir,
+              "read-only folder": Path("/sys/chromdragonn_p.tsv")}[where]
+    msg = _fails(run_cli, _argv([tmp_path / "missing.pt"], output), out_dir)
+    assert message in msg

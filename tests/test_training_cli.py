@@ -28,3 +28,17 @@ def test_config_must_be_a_mapping_with_the_paths(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"store": "x", "run_dir": "y"}))
     assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
     assert "missing key 'folds_file'" in capsys.readouterr().err
+
+
+def test_config_keys_and_types_are_checked(tmp_path, capsys):
+    """The typed config names the file and the key at fault: a typo, a wrong type, a bad nested key."""
+    cfg = tmp_path / "c.yaml"
+    base = {"store": "x", "run_dir": "y", "folds_file": "z"}
+    for extra, message in [({"stage_1": {"steps": 3}}, "unknown key stage_1"),
+                           ({"stage1": {"steps": "many"}}, "stage1.steps must be a whole number"),
+                           ({"stage2": {"head_warmup": {"step": 3}}}, "unknown key stage2.head_warmup.step"),
+                           ({"amp": "yes"}, "amp must be true or false")]:
+        cfg.write_text(yaml.safe_dump({**base, **extra}))
+        assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {cfg}: ") and message in err and err.count("\n") == 1

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from chromdragonn import paths
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import MeanAccessibility
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import MeanAccessibility
 from chromdragonn.training.data import PairSampler, Stage1Sampler, mean_feature
 from chromdragonn.training.export import write_mean_bigwig
 from chromdragonn.training.folds import fold_contexts, loci_roles, make_folds, read_folds, write_folds
@@ -19,7 +19,7 @@ def store(tmp_path_factory):
     src = ExpressionSource()
     contexts = src.contexts
     return label_region_with_rule(tmp_path_factory.mktemp("data") / "store", FASTA, SimulatedAccessibility.default(),
-                                  src.matrix(contexts), contexts, ["22"], ["22:19000000-19150000"], seed=0)
+                                  src.matrix(contexts), contexts, ["22"], ["22:19000001-19150000"], seed=0)
 
 
 def test_folds_hold_out_every_context_once():
@@ -43,7 +43,7 @@ def test_shipped_folds_file_covers_the_56_roadmap_contexts(tmp_path):
 
 
 def test_loci_roles_keep_windows_apart(store):
-    roles = loci_roles(store, ["22:19100000-19120000"], ["22:19120000-19150000"])
+    roles = loci_roles(store, ["22:19100001-19120000"], ["22:19120001-19150000"])  # 1-based, inclusive
     start = np.asarray(store.bins[:, 1])
     assert set(roles) == {"train", "valid", "heldout", "gap"}
     assert (start[roles == "valid"] - 400 >= 19_100_000).all() and (start[roles == "valid"] + 600 <= 19_120_000).all()

@@ -9,10 +9,15 @@ import pytest
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import read_expression_table, rpkm_to_tpm
-from chromdragonn.genome import Genome, one_hot, read_bed
-from chromdragonn.training.preprocess import (build_store_from_peaks, covered_bases, label_bins, merge_intervals,
-                                              tile_bins)
+from chromdragonn.inputs.expression import read_expression_table, rpkm_to_tpm
+from chromdragonn.inputs.genome import Genome, one_hot, read_bed
+from chromdragonn.training.preprocess import (
+    build_store_from_peaks,
+    covered_bases,
+    label_bins,
+    merge_intervals,
+    tile_bins,
+)
 from chromdragonn.training.release import import_release, safe_joblib_load
 from chromdragonn.training.store import encode
 
@@ -41,7 +46,7 @@ def peak_store(tmp_path_factory):
     from chromdragonn.training.preprocess import read_peaks_manifest
 
     return build_store_from_peaks(tmp / "store", FASTA, read_peaks_manifest(manifest), RPKM, "rpkm",
-                                  paths.GENE_PANEL, ["chr22"], ["chr22:17000000-18000000"], BLACKLIST)
+                                  paths.GENE_PANEL, ["chr22"], ["chr22:17000001-18000000"], BLACKLIST)
 
 
 def test_peak_labels_match_a_base_by_base_count(peak_store):

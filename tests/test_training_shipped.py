@@ -7,11 +7,11 @@ import yaml
 from scipy.stats import spearmanr
 
 from chromdragonn import paths
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.nn.weights import load_models
 from chromdragonn.training.folds import read_folds
 from chromdragonn.training.simulate import SimulatedAccessibility
-from chromdragonn.weights import load_models
 
 pytestmark = pytest.mark.skipif(not (paths.WEIGHTS_DIR / "fold0.with_mean.pt").is_file(),
                                 reason="trained weights not exported yet")

@@ -5,8 +5,8 @@ import pytest
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, one_hot
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, one_hot
 from chromdragonn.training.motifs import log_odds, read_meme
 from chromdragonn.training.simulate import SimulatedAccessibility, sample_labels
 

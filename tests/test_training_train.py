@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +11,15 @@ import torch
 import yaml
 
 from chromdragonn import paths
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.training.data import mean_feature
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.nn.weights import load_model, save_weights
+from chromdragonn.training.config import HeadWarmup, load_config
+from chromdragonn.training.data import FoldData, mean_feature
 from chromdragonn.training.evaluate import auprc, evaluate_fold
 from chromdragonn.training.export import half_precision_gap, save_weights_fp16
 from chromdragonn.training.folds import make_folds, write_folds
 from chromdragonn.training.simulate import SimulatedAccessibility, label_region_with_rule
-from chromdragonn.training.train import FoldData, train_stage1, train_stage2
-from chromdragonn.weights import load_model, save_weights
+from chromdragonn.training.train import train_stage1, train_stage2
 
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 REPO = Path(__file__).resolve().parents[1]
@@ -28,10 +30,10 @@ def cfg(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     src = ExpressionSource()
     store = label_region_with_rule(tmp / "store", FASTA, SimulatedAccessibility.default(), src.matrix(src.contexts),
-                                   src.contexts, ["22"], ["22:19000000-19100000"], seed=0)
+                                   src.contexts, ["22"], ["22:19000001-19100000"], seed=0)
     write_folds(make_folds(store.contexts, 5, 4, seed=0), tmp / "folds.tsv")
     cfg = {"seed": 0, "store": str(tmp / "store"), "folds_file": str(tmp / "folds.tsv"), "run_dir": str(tmp / "run"),
-           "loci": {"valid": ["22:19060000-19080000"], "heldout": ["22:19080000-19100000"]},
+           "loci": {"valid": ["22:19060001-19080000"], "heldout": ["22:19080001-19100000"]},
            "trunk": "resnet", "device": "cpu", "threads": 1, "eval_batch_size": 16,
            "stage1": {"steps": 2, "batch_size": 4, "eval_every": 2, "eval_bins": 8, "train_bins": 200,
                       "checkpoint_every": 1},
@@ -39,14 +41,18 @@ def cfg(tmp_path_factory):
                       "train_bins": 200, "checkpoint_every": 1},
            "evaluate": {"bins_training_loci": 24, "bins_heldout_loci": 24}}
     (tmp / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    cfg["_path"] = str(tmp / "cfg.yaml")
-    return cfg
+    return load_config(tmp / "cfg.yaml")
+
+
+@pytest.fixture(scope="module")
+def cfg_path(cfg) -> Path:
+    return Path(cfg.run_dir).parent / "cfg.yaml"
 
 
 @pytest.fixture(scope="module")
 def stage1(cfg):
     torch.set_num_threads(1)
-    return train_stage1(cfg, 0, Path(cfg["run_dir"]) / "fold0" / "stage1", progress=False)
+    return train_stage1(cfg, 0, Path(cfg.run_dir) / "fold0" / "stage1", progress=False)
 
 
 def _state(path):
@@ -62,8 +68,8 @@ def test_stage1_writes_best_trunk(stage1):
 
 def test_stage2_is_seeded_and_resumes_exactly(cfg, stage1, tmp_path):
     """4 steps straight == 2 steps, stop, resume to 4 (batches and dropout are seeded per step)."""
-    four = dict(cfg, stage2=dict(cfg["stage2"], steps=4, eval_every=2))
-    two = dict(cfg, stage2=dict(cfg["stage2"], steps=2, eval_every=2))
+    four = replace(cfg, stage2=replace(cfg.stage2, steps=4, eval_every=2))
+    two = replace(cfg, stage2=replace(cfg.stage2, steps=2, eval_every=2))
     train_stage2(four, 0, tmp_path / "straight", True, stage1, progress=False)
     train_stage2(two, 0, tmp_path / "resumed", True, stage1, progress=False)
     train_stage2(four, 0, tmp_path / "resumed", True, stage1, progress=False)
@@ -95,11 +101,11 @@ def test_fp16_weights_predict_like_fp32(cfg, stage1, tmp_path):
     assert half_precision_gap(w32, all_half, FoldData(cfg, 0).store, n=16) > gap  # why 1-D stays fp32
 
 
-def test_torchrun_two_processes_gloo(cfg, stage1):
-    out = Path(cfg["run_dir"]) / "fold0" / "stage2_with_mean"
+def test_torchrun_two_processes_gloo(cfg, cfg_path, stage1):
+    out = Path(cfg.run_dir) / "fold0" / "stage2_with_mean"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-           "-m", "chromdragonn.training", "stage2", "--config", cfg["_path"], "--fold", "0"]
+           "-m", "chromdragonn.training", "stage2", "--config", str(cfg_path), "--fold", "0"]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     model, genes = load_model(out / "weights.pt")
@@ -108,7 +114,7 @@ def test_torchrun_two_processes_gloo(cfg, stage1):
 
 
 def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
-    fd = Path(cfg["run_dir"]) / "fold0"
+    fd = Path(cfg.run_dir) / "fold0"
     nm = train_stage2(cfg, 0, fd / "stage2_no_mean", False, stage1, progress=False)
     wm = fd / "stage2_with_mean" / "weights.pt"
     if not wm.is_file():
@@ -127,10 +133,10 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
         auprc(y, np.repeat(m[:, None], y.shape[1], axis=1)))
     from chromdragonn.training.report import write_report
 
-    text = write_report(cfg, cfg["run_dir"], tmp_path / "REPORT.md", tmp_path / "figures", ["python -m ..."])
+    text = write_report(cfg, cfg.run_dir, tmp_path / "REPORT.md", tmp_path / "figures", ["python -m ..."])
     assert "simulated labels" in text and "0.579" in text and (tmp_path / "figures" / "pr_fold0.png").is_file()
     # the simulated store keeps the rule's probability: its AUPRC (the ceiling) is scored and reported
-    p_true = np.load(Path(cfg["store"]) / "probability.npy")[idx][:, data.test_ctx].astype(np.float64)
+    p_true = np.load(Path(cfg.store) / "probability.npy")[idx][:, data.test_ctx].astype(np.float64)
     assert res["settings"]["training loci"]["rule_probability"]["auprc"] == pytest.approx(auprc(y, p_true))
     assert "ceiling" in text and "averaged over the fold's test contexts" in text
 
@@ -138,9 +144,9 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
 def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):
     """Warm-up on cached frozen-trunk features: the trunk stays the stage-1 trunk, the head moves,
     the mean column starts wide, and step 0 (the warmed-up model) is validated for selection."""
-    s2 = dict(cfg["stage2"], steps=0, mean_init_scale=3.0,
-              head_warmup={"steps": 3, "intervals": 4, "contexts_per_interval": 2, "train_bins": 40})
-    out = train_stage2(dict(cfg, stage2=s2), 0, tmp_path / "warm", True, stage1, progress=False)
+    s2 = replace(cfg.stage2, steps=0, mean_init_scale=3.0,
+                 head_warmup=HeadWarmup(steps=3, intervals=4, contexts_per_interval=2, train_bins=40))
+    out = train_stage2(replace(cfg, stage2=s2), 0, tmp_path / "warm", True, stage1, progress=False)
     state = _state(out)
     s1 = torch.load(stage1, weights_only=True)["state_dict"]
     assert all(torch.equal(state[k], s1[k]) for k in s1 if k.startswith("trunk.") and "num_batches" not in k)
@@ -155,7 +161,7 @@ def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):
 def test_head_copied_from_stage1_predicts_the_average_stage1_logit(cfg, stage1):
     """fc1 (trunk columns), bn4/bn5, fc2 copied; fc3 = mean of the per-context units: the stage-2
     log-odds equal the mean of the stage-1 logits, whatever the expression."""
-    from chromdragonn.model import ChromDragoNN, ModelConfig, SequenceModel
+    from chromdragonn.nn.model import ChromDragoNN, ModelConfig, SequenceModel
     from chromdragonn.training.train import init_head_from_stage1
 
     ck = torch.load(stage1, weights_only=True)
@@ -186,11 +192,11 @@ def test_pair_sampler_without_sequence_draws_the_same_pairs(cfg):
     assert np.array_equal(a.labels, b.labels)
 
 
-def test_run_until_stops_each_fold_after_the_named_step(cfg, tmp_path):
+def test_run_until_stops_each_fold_after_the_named_step(cfg_path, tmp_path):
     """`run --until stage1` trains stage 1 only; `--until stage2` then adds both stage-2 models, no evaluation."""
     from chromdragonn.training.__main__ import main
 
-    run_cfg = {k: v for k, v in cfg.items() if k != "_path"}
+    run_cfg = yaml.safe_load(cfg_path.read_text())
     run_cfg["run_dir"] = str(tmp_path / "run")
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(run_cfg))
     fold = tmp_path / "run" / "fold0"

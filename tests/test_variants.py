@@ -19,17 +19,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import FASTA, MEAN_BW, P_ATOL, REPO, USER_TABLE
 
 from chromdragonn import paths
 from chromdragonn.cli import main
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, MeanAccessibility, one_hot
-from chromdragonn.variants import (KEY_COLUMNS, REF_MATCH_COLUMN, Counts, _read_chunks, allele_window, open_vcf,
-                                   score_variants)
-from chromdragonn.weights import load_model
-
-from conftest import FASTA, MEAN_BW, REPO, USER_TABLE
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.nn.weights import load_model
+from chromdragonn.variants import (
+    KEY_COLUMNS,
+    REF_MATCH_COLUMN,
+    Counts,
+    _read_chunks,
+    allele_window,
+    open_vcf,
+    score_variants,
+)
 
 SHARED = paths.SHARED_DATA
 KG_VCF = SHARED / "variants" / "1kg_phase3_chr22_ADA2_GAB4.sites.vcf.gz"
@@ -181,10 +187,10 @@ def test_scores_equal_independent_windows_and_forward(tmp_path, genome, fold0, e
     p_ref = reference_probs(model, refs, expr, means)
     p_alt = reference_probs(model, alts, expr, means)
     for j, c in enumerate(CONTEXTS):
-        np.testing.assert_allclose(df[f"{c}/ref"], p_ref[:, j], atol=1e-6)
-        np.testing.assert_allclose(df[f"{c}/alt"], p_alt[:, j], atol=1e-6)
-        np.testing.assert_allclose(df[f"{c}/diff"], p_alt[:, j] - p_ref[:, j], atol=1e-6)
-        np.testing.assert_allclose(df[f"{c}/abs_diff"], np.abs(p_alt[:, j] - p_ref[:, j]), atol=1e-6)
+        np.testing.assert_allclose(df[f"{c}/ref"], p_ref[:, j], atol=P_ATOL)
+        np.testing.assert_allclose(df[f"{c}/alt"], p_alt[:, j], atol=P_ATOL)
+        np.testing.assert_allclose(df[f"{c}/diff"], p_alt[:, j] - p_ref[:, j], atol=P_ATOL)
+        np.testing.assert_allclose(df[f"{c}/abs_diff"], np.abs(p_alt[:, j] - p_ref[:, j]), atol=P_ATOL)
         logit = np.log(p_alt[:, j] / (1 - p_alt[:, j])) - np.log(p_ref[:, j] / (1 - p_ref[:, j]))
         np.testing.assert_allclose(df[f"{c}/logit"], logit, atol=1e-4)
     # Not a trivial comparison: the indels and some SNVs move P by more than 1e-4.
@@ -204,7 +210,7 @@ def test_both_strands_average_forward_and_reverse_complement(tmp_path, genome, f
         m = mean.value("22", pos - 500, pos + 500)
         for name, w in (("ref", ref_w), ("alt", alt_w)):
             both = reference_probs(model, [w, w.translate(rc)[::-1]], expr, m)
-            np.testing.assert_allclose(df[[f"{c}/{name}" for c in CONTEXTS]].iloc[k], both.mean(0), atol=1e-6)
+            np.testing.assert_allclose(df[[f"{c}/{name}" for c in CONTEXTS]].iloc[k], both.mean(0), atol=P_ATOL)
 
 
 # ---------------------------------------------------------------- real inputs end to end
@@ -431,10 +437,12 @@ def test_diff_correlates_with_the_simulated_truth():
 
 def test_model_option_ensemble_fold_and_paths(monkeypatch, random_weights):
     """--model: 'ensemble' / a fold number pick from model.yaml's list; paths load those files."""
-    import chromdragonn.predict as predict
-    from chromdragonn.variants import resolve_model_option
+    from chromdragonn import paths
+    from chromdragonn.inputs.session import DeclaredModel
+    from chromdragonn.inputs.session import resolve_model as resolve_model_option
 
-    monkeypatch.setattr(predict, "default_weights", lambda: (list(random_weights), [None, None], 1575, True))
+    declared = DeclaredModel(list(random_weights), [None, None], 1575, True, None)
+    monkeypatch.setattr(DeclaredModel, "read", classmethod(lambda cls, model_yaml=None: declared))
     ensemble, genes = resolve_model_option("ensemble")
     assert len(ensemble.members) == 2 and len(genes) == 1575
     fold1, _ = resolve_model_option("fold1")
@@ -445,11 +453,120 @@ def test_model_option_ensemble_fold_and_paths(monkeypatch, random_weights):
         resolve_model_option("7")
     pair, _ = resolve_model_option(",".join(map(str, random_weights)))
     assert len(pair.members) == 2
+    fold0, _ = resolve_model_option(0)  # an int fold number, as score_variants(model=0) passes it
+    for a, b in zip(fold0.state_dict().values(), ensemble.members[0].state_dict().values()):
+        assert torch.equal(a, b)
 
-    def missing():
-        raise ChromDragoNNError("the default model's weights are not there (weights/fold0.with_mean.pt); "
-                                "train them (training/README.md) or pass --weights")
-
-    monkeypatch.setattr(predict, "default_weights", missing)
+    monkeypatch.setattr(paths, "MODEL_YAML", paths.REPO_ROOT / "no_such_model.yaml")
+    monkeypatch.setattr(DeclaredModel, "read", classmethod(lambda cls, model_yaml=None: DeclaredModel(
+        [paths.WEIGHTS_DIR / "fold9.with_mean.pt"], [None], None, None, None)))
     with pytest.raises(ChromDragoNNError, match="--model WEIGHTS.pt"):
         resolve_model_option(None)
+
+
+# ---------------------------------------------------------------- records that must not crash or be scored
+
+
+def _undeclared_header_vcf(dest: Path) -> Path:
+    """Real 1000 Genomes records whose header declares none of their INFO tags, plus VEP-style CSQ
+    annotations and an undeclared FILTER, as public VCFs often have (htslib reads them with a warning)."""
+    header, records = _header_and_records(KG_VCF)
+    header = [ln for ln in header if not ln.startswith(("##INFO", "##FILTER"))]
+    out = []
+    for rec in records:
+        fields = rec.split("\t")
+        if int(fields[1]) in set(KG_SNVS[:3]):
+            fields[6] = "LowQual" if int(fields[1]) == KG_SNVS[1] else "PASS"
+            fields[7] += ";CSQ=A|missense_variant|MODERATE"
+            out.append("\t".join(fields))
+    dest.write_text("\n".join(header + out) + "\n")
+    return dest
+
+
+def test_vcf_output_keeps_records_with_undeclared_info_and_filter_tags(tmp_path, random_weights, caplog, capfd):
+    vcf = _undeclared_header_vcf(tmp_path / "undeclared.vcf")
+    outs = {s: tmp_path / f"out{s}" for s in (".vcf", ".vcf.gz", ".tsv")}
+    for out in outs.values():
+        with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+            rc = main(["score-variants", "--vcf", str(vcf), "--fasta", str(FASTA), "--contexts", "E003",
+                       "--model", str(random_weights[0]), "-q", "-o", str(out)])
+        assert rc == 0 and out.is_file()
+    assert "INFO and 1 FILTER tag(s) its header does not declare" in caplog.text
+    tsv = pd.read_csv(outs[".tsv"], sep="\t")
+    for name in (".vcf", ".vcf.gz"):
+        records = list(cyvcf2.VCF(str(outs[name])))
+        assert [r.POS for r in records] == KG_SNVS[:3]  # every input record kept
+        assert records[1].FILTER == "LowQual" and records[0].INFO.get("CSQ") == "A|missense_variant|MODERATE"
+        np.testing.assert_allclose([r.INFO.get("CDN_E003_diff") for r in records], tsv["E003/diff"], rtol=1e-5)
+    header = cyvcf2.VCF(str(outs[".vcf"])).raw_header
+    assert "##INFO=<ID=CSQ,Number=.,Type=String" in header and "##FILTER=<ID=LowQual" in header
+
+
+def test_ref_with_n_is_never_scored_and_is_counted(tmp_path, random_weights, caplog):
+    """The N rule (docs/variant_effects.md): no REF with N is scored, whether the FASTA has N there
+    (the assembly gap before 16,050,000 in this slice) or the VCF's REF is N."""
+    gap = "22\t16000000\tgapN\tN\tA\t.\tPASS\t."
+    n_ref = "22\t17442913\tvcfN\tN\tT\t.\tPASS\t."  # the FASTA has C here
+    vcf = write_vcf(tmp_path / "n.vcf", positions={KG_SNVS[2]}, extra_records=[gap, n_ref])
+    with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+        df = score_variants(vcf, FASTA, ["E003"], model=str(random_weights[0]))
+    assert df["POS"].tolist() == [KG_SNVS[2]] and df[REF_MATCH_COLUMN].tolist() == [1]
+    assert "2 records whose REF has N" in caplog.text
+
+
+def test_alleles_longer_than_the_window_are_skipped_and_counted(tmp_path, genome, random_weights, caplog):
+    pos = 17_500_001
+    long_ref = genome.fetch("22", pos - 1, pos - 1 + 1_200)  # a 1.2 kb deletion: REF longer than the window
+    ins_ok = long_ref[0] + "ACGT" * 240                        # +960 bp: still flanked inside the window
+    ins_long = long_ref[0] + "ACGT" * 250                      # +1,000 bp: no reference base left on one side
+    records = [f"22\t{pos}\tdel1200\t{long_ref}\t{long_ref[0]}\t.\tPASS\t.",
+               f"22\t{pos}\tins960\t{long_ref[0]}\t{ins_ok}\t.\tPASS\t.",
+               f"22\t{pos}\tins1000\t{long_ref[0]}\t{ins_long}\t.\tPASS\t."]
+    vcf = write_vcf(tmp_path / "long.vcf", positions=set(), extra_records=records)
+    with caplog.at_level(logging.WARNING, logger="chromdragonn"):
+        df = score_variants(vcf, FASTA, ["E003"], model=str(random_weights[0]))
+    assert df["ID"].tolist() == ["ins960"]
+    assert "2 alleles too long for the 1,000 bp window" in caplog.text
+
+
+def test_batch_size_must_be_positive(tmp_path, random_weights, capsys):
+    vcf = write_vcf(tmp_path / "one.vcf", positions={KG_SNVS[0]})
+    for bad in ("-3", "0"):
+        rc = main(["score-variants", "--vcf", str(vcf), "--fasta", str(FASTA), "--contexts", "E003", "--model",
+                   str(random_weights[0]), "--batch-size", bad, "-o", str(tmp_path / "o.tsv")])
+        assert rc == 2 and not (tmp_path / "o.tsv").exists()
+        assert f"batch size must be a whole number >= 1, got {bad}" in _one_line_error(capsys)
+
+
+def test_output_onto_a_directory_is_refused_before_work(tmp_path, random_weights, capsys):
+    vcf = write_vcf(tmp_path / "one.vcf", positions={KG_SNVS[0]})
+    rc, _ = _cli(tmp_path, vcf, out_name=".", model=random_weights[0])
+    assert rc == 2 and "is a directory" in _one_line_error(capsys)
+
+
+def test_sigterm_leaves_no_partial_file(tmp_path, random_weights):
+    """What a batch scheduler sends: SIGTERM while scoring ends the command with 143 and removes
+    the half-written output."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "kg.vcf.gz"
+    partial = tmp_path / "kg.vcf.gz.partial"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "chromdragonn", "score-variants", "--vcf", str(KG_VCF),
+                             "--fasta", str(FASTA), "--contexts", "E003,E116", "--model", str(random_weights[0]),
+                             "--batch-size", "4", "-q", "-o", str(out)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not partial.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "scoring never started"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "error: terminated (SIGTERM)" in err
+    assert not partial.exists() and not out.exists()

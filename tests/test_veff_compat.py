@@ -1,4 +1,4 @@
-"""chromdragonn.veff_compat: the legacy kipoi_veff.score_variants on this model (issue 4).
+"""chromdragonn.kipoi.veff: the legacy kipoi_veff.score_variants on this model (issue 4).
 
 Runs kipoi-veff 0.3.1's own scoring through a Kipoi model folder (the conftest's
 2-fold random-weights ensemble) and compares it with chromdragonn's
@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy
 import numpy as np
 import pytest
-
-from chromdragonn import veff_compat
-from chromdragonn.expression import ExpressionSource
-from chromdragonn.genome import Genome, MeanAccessibility, one_hot
-from chromdragonn.variants import score_variants
-
 from conftest import FASTA, MEAN_BW
 from test_variants import KG_INDELS, KG_SNVS, write_vcf
+
+from chromdragonn.inputs.expression import ExpressionSource
+from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot
+from chromdragonn.kipoi import veff as veff_compat
+from chromdragonn.kipoi.compat import LegacyNumpy
+from chromdragonn.variants import score_variants
 
 CONTEXTS = ["E003", "E116"]
 
@@ -51,7 +51,7 @@ def test_install_is_idempotent_and_leaves_numpy_alone():
     veff_compat.install()
     assert kipoi_veff.snv_predict.predict_snvs is first and veff_compat.is_installed()
     legacy_np = kipoi_veff.utils.mutators.np
-    assert isinstance(legacy_np, veff_compat.LegacyNumpy)
+    assert isinstance(legacy_np, LegacyNumpy)
     assert legacy_np.int is int and legacy_np.zeros is numpy.zeros
     assert "in1d" not in vars(numpy) and "int" not in vars(numpy)  # numpy itself unchanged
     np.testing.assert_array_equal(legacy_np.in1d([1, 2, 3, 2], [2, 5]), [False, True, False, True])

@@ -21,42 +21,24 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.training.config import TrainingConfig, load_config
 
 log = logging.getLogger("chromdragonn.training")
 
 SHARED = paths.SHARED_DATA
 
 
-def load_config(path: str | os.PathLike, overrides: dict | None = None) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ChromDragoNNError(f"config file not found: {path}")
-    with open(path) as fh:
-        cfg = yaml.safe_load(fh)
-    if not isinstance(cfg, dict):
-        raise ChromDragoNNError(f"{path}: not a YAML mapping")
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            cfg[key] = value
-    for key in ("store", "folds_file", "run_dir"):
-        if key not in cfg:
-            raise ChromDragoNNError(f"{path}: missing key {key!r}")
-    return cfg
-
-
-def _threads(cfg: dict) -> None:
+def _threads(cfg: TrainingConfig) -> None:
     import torch
 
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg["threads"]))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
 
 
-def fold_dir(cfg: dict, fold: int) -> Path:
-    return Path(cfg["run_dir"]) / f"fold{fold}"
+def fold_dir(cfg: TrainingConfig, fold: int) -> Path:
+    return Path(cfg.run_dir) / f"fold{fold}"
 
 
 def cmd_simulate(args) -> int:
@@ -99,9 +81,8 @@ def cmd_folds(args) -> int:
     return 0
 
 
-def _cfg(args) -> dict:
-    cfg = load_config(args.config, {"store": args.store, "run_dir": args.run_dir,
-                                     "folds_file": args.folds_file})
+def _cfg(args) -> TrainingConfig:
+    cfg = load_config(args.config, store=args.store, run_dir=args.run_dir, folds_file=args.folds_file)
     _threads(cfg)
     return cfg
 
@@ -140,11 +121,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _timings(cfg: dict) -> str:
+def _timings(cfg: TrainingConfig) -> str:
     import pandas as pd
 
     rows = []
-    for fd in sorted(Path(cfg["run_dir"]).glob("fold*")):
+    for fd in sorted(Path(cfg.run_dir).glob("fold*")):
         for stage in ("stage1", "stage2_with_mean", "stage2_no_mean"):
             h = fd / stage / "history.tsv"
             if h.is_file():
@@ -153,7 +134,7 @@ def _timings(cfg: dict) -> str:
                 rows.append(f"| {fd.name} | {stage} | {len(df)} | {df['seconds'].iloc[-1]:.0f} | {best:.3f} |")
     if not rows:
         return ""
-    timing_file = Path(cfg["run_dir"]) / "timings.json"
+    timing_file = Path(cfg.run_dir) / "timings.json"
     extra = ""
     if timing_file.is_file():
         t = json.loads(timing_file.read_text())
@@ -164,22 +145,22 @@ def _timings(cfg: dict) -> str:
             + "\n".join(rows) + "\n\n" + extra)
 
 
-def _exact_mean_section(cfg: dict) -> str:
+def _exact_mean_section(cfg: TrainingConfig) -> str:
     """The mean baseline with each bin's own mean (the paper's definition) beside the smoothed
     track the model gets (what the bigWig can hold), on the same evaluation bins."""
     import numpy as np
 
+    from chromdragonn.training.data import FoldData
     from chromdragonn.training.evaluate import auprc
-    from chromdragonn.training.train import FoldData
 
-    ev = cfg.get("evaluate", {})
+    ev = cfg.evaluate
     rows = []
-    for fd in sorted(Path(cfg["run_dir"]).glob("fold*/eval/metrics.json")):
+    for fd in sorted(Path(cfg.run_dir).glob("fold*/eval/metrics.json")):
         fold = int(fd.parent.parent.name[4:])
         data = FoldData(cfg, fold)
         cells = []
-        for bins, n, tag in ((data.train_bins, ev.get("bins_training_loci"), 3),
-                             (data.heldout_bins, ev.get("bins_heldout_loci"), 4)):
+        for bins, n, tag in ((data.train_bins, ev.bins_training_loci, 3),
+                             (data.heldout_bins, ev.bins_heldout_loci, 4)):
             idx = data.sample(bins, n, tag)
             y = np.asarray(data.store.labels[idx][:, data.test_ctx])
             exact = np.asarray(data.store.labels[idx][:, data.train_ctx]).mean(axis=1)
@@ -199,9 +180,9 @@ def cmd_report(args) -> int:
     from chromdragonn.training.report import write_report
 
     cfg = _cfg(args)
-    commands = cfg.get("report_commands") or [f"python -m chromdragonn.training run --config {args.config}"]
+    commands = cfg.report_commands or [f"python -m chromdragonn.training run --config {args.config}"]
     summary = Path(args.summary).read_text() if args.summary else ""
-    write_report(cfg, cfg["run_dir"], args.out, args.figures, commands,
+    write_report(cfg, cfg.run_dir, args.out, args.figures, commands,
                  extra_sections=_timings(cfg) + "\n" + _exact_mean_section(cfg), summary=summary)
     print(f"wrote {args.out}")
     return 0
@@ -211,7 +192,7 @@ def cmd_export(args) -> int:
     from chromdragonn.training.export import export_run
 
     cfg = _cfg(args)
-    res = export_run(cfg, cfg["run_dir"], args.weights_dir,
+    res = export_run(cfg, cfg.run_dir, args.weights_dir,
                      ship_no_mean=tuple(int(x) for x in args.ship_no_mean.split(",")) if args.ship_no_mean else (),
                      write_root_yaml=not args.no_yaml, per_fold_dir=args.per_fold_dir)
     print(json.dumps(res, indent=1))
@@ -220,15 +201,16 @@ def cmd_export(args) -> int:
 
 def cmd_run(args) -> int:
     """Every fold: stage 1, stage 2 with and without mean, evaluation; skips finished parts."""
+    from chromdragonn.training.data import FoldData
     from chromdragonn.training.evaluate import evaluate_fold
-    from chromdragonn.training.train import FoldData, train_stage1, train_stage2
+    from chromdragonn.training.train import train_stage1, train_stage2
 
     cfg = _cfg(args)
-    run_dir = Path(cfg["run_dir"])
+    run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     timing_file = run_dir / "timings.json"
     timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
-    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(int(cfg.get("n_folds", 5))))
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(cfg.n_folds))
     for fold in folds:
         fd = fold_dir(cfg, fold)
         t0 = time.time()
@@ -270,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lambert", default=str(SHARED / "tf_lists" / "Lambert2018_DatabaseExtract_v_1.01.csv"))
     s.add_argument("--motifs", default=str(SHARED / "motifs" / "JASPAR2024_CORE_vertebrates_latest.meme"))
     s.add_argument("--chromosomes", default="22")
-    s.add_argument("--regions", default="22:16050000-22000000", help="comma-separated CHROM:START-END")
+    s.add_argument("--regions", default="22:16050001-22000000", help="comma-separated CHROM:START-END (1-based, inclusive)")
     s.add_argument("--blacklist", default=str(SHARED / "genome" / "hg19-blacklist.v2.bed"))
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--rule-out", default=None, help="also write the fitted rule JSON here")

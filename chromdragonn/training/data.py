@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chromdragonn.training.config import TrainingConfig
+from chromdragonn.training.folds import fold_contexts, loci_roles, read_folds
 from chromdragonn.training.store import BIN_SIZE, STEP, Store
 
 
@@ -54,7 +56,7 @@ def mean_track(store: Store, ctx_idx: np.ndarray) -> dict[int, tuple[int, np.nda
 def mean_feature(store: Store, ctx_idx: np.ndarray) -> np.ndarray:
     """Per bin: the mean of :func:`mean_track` over the bin's 200 bp, float32 (n_bins,).
 
-    This is exactly what :class:`chromdragonn.genome.MeanAccessibility` reads from
+    This is exactly what :class:`chromdragonn.inputs.genome.MeanAccessibility` reads from
     the bigWig at prediction time, so training and prediction see the same feature.
     """
     track = mean_track(store, ctx_idx)
@@ -148,3 +150,30 @@ class PairSampler:
         rows, pos, labels, idx = rows[order], pos[order], labels[order], idx[order]
         seq = self.store.onehot(idx) if self.with_sequence else None
         return PairBatch(seq, self.ctx[pos], labels, self.mean[idx].astype(np.float32), idx)
+
+
+class FoldData:
+    """Everything a fold's training and evaluation need from the store, computed once."""
+
+    def __init__(self, cfg: TrainingConfig, fold: int, store: Store | None = None):
+        self.cfg = cfg
+        self.fold = fold
+        self.store = store or Store(cfg.store)
+        folds = read_folds(cfg.folds_file)
+        roles = fold_contexts(folds, fold)
+        self.train_ctx = self.store.context_index(roles["train"])
+        self.valid_ctx = self.store.context_index(roles["valid"])
+        self.test_ctx = self.store.context_index(roles["test"])
+        self.loci = loci_roles(self.store, cfg.loci.valid, cfg.loci.heldout)
+        self.train_bins = np.flatnonzero(self.loci == "train")
+        self.valid_bins = np.flatnonzero(self.loci == "valid")
+        self.heldout_bins = np.flatnonzero(self.loci == "heldout")
+        # mean accessibility over this fold's training contexts only
+        self.mean = mean_feature(self.store, self.train_ctx)
+
+    def sample(self, bins: np.ndarray, n: int | None, tag: int) -> np.ndarray:
+        """A seeded uniform sample of ``n`` bins (all when n is None); same for every fold."""
+        if n is None or n >= len(bins):
+            return bins
+        rng = np.random.default_rng([self.cfg.seed, 1000 + tag])
+        return np.sort(rng.choice(bins, n, replace=False))

@@ -24,6 +24,9 @@ import torch
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 from tqdm import tqdm
 
+from chromdragonn.outputs.atomic import atomic_output
+from chromdragonn.training.config import TrainingConfig
+
 log = logging.getLogger(__name__)
 
 # Fig. 1E: bins of "fraction of training contexts in which the locus is open"
@@ -94,18 +97,18 @@ def binned_auprc(y: np.ndarray, score: np.ndarray, open_fraction: np.ndarray) ->
     return out
 
 
-def evaluate_fold(cfg: dict, fold: int, weights_with_mean: str | os.PathLike | None,
+def evaluate_fold(cfg: TrainingConfig, fold: int, weights_with_mean: str | os.PathLike | None,
                   weights_no_mean: str | os.PathLike | None, out_dir: str | os.PathLike, data=None,
                   progress: bool = True) -> dict:
     """All four rows on the fold's test contexts, on training loci and on held-out loci."""
-    from chromdragonn.training.train import FoldData
-    from chromdragonn.weights import load_model
+    from chromdragonn.nn.weights import load_model
+    from chromdragonn.training.data import FoldData
 
     data = data or FoldData(cfg, fold)
     store = data.store
-    ev = cfg.get("evaluate", {})
+    ev = cfg.evaluate
     test_names = [store.contexts[i] for i in data.test_ctx]
-    device = torch.device(cfg.get("device", "cpu") if torch.cuda.is_available() else "cpu")
+    device = torch.device(cfg.device if torch.cuda.is_available() else "cpu")
     models = {}
     if weights_no_mean:
         models["resnet_expr"] = load_model(weights_no_mean)[0].to(device)
@@ -117,8 +120,8 @@ def evaluate_fold(cfg: dict, fold: int, weights_with_mean: str | os.PathLike | N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     curves = {}
-    for setting, bins, n, tag in (("training loci", data.train_bins, ev.get("bins_training_loci"), 3),
-                                  ("held-out loci", data.heldout_bins, ev.get("bins_heldout_loci"), 4)):
+    for setting, bins, n, tag in (("training loci", data.train_bins, ev.bins_training_loci, 3),
+                                  ("held-out loci", data.heldout_bins, ev.bins_heldout_loci, 4)):
         idx = data.sample(bins, n, tag)
         y = np.asarray(store.labels[idx][:, data.test_ctx])
         train_lab = np.asarray(store.labels[idx][:, data.train_ctx])
@@ -127,7 +130,7 @@ def evaluate_fold(cfg: dict, fold: int, weights_with_mean: str | os.PathLike | N
                                                           store.expression[data.test_ctx])}
         for name, model in models.items():
             scores[name] = predict_bins(model, store, idx, data.test_ctx, data.mean, device=device,
-                                        batch_size=int(cfg.get("eval_batch_size", 64)), progress=progress)
+                                        batch_size=cfg.eval_batch_size, progress=progress)
         open_fraction = np.repeat(train_lab.mean(axis=1)[:, None], len(data.test_ctx), axis=1)
         res = {"bins": int(len(idx)), "pairs": int(y.size), "positive_rate": float(y.mean()), "methods": {}}
         truth = store.directory / "probability.npy"  # simulated stores keep the rule's P(accessible)
@@ -172,8 +175,6 @@ def plot_pr_curves(curves: dict, title: str, path: str | os.PathLike) -> None:
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(title + " (simulated labels)" if "simulated" not in title else title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -23,7 +23,9 @@ import torch
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.weights import load_model, save_weights
+from chromdragonn.nn.weights import load_model, save_weights
+from chromdragonn.outputs.atomic import atomic_output
+from chromdragonn.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,39 +38,39 @@ def write_mean_bigwig(store, ctx_idx, path: str | os.PathLike) -> Path:
     from chromdragonn.training.store import STEP
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     track = mean_track(store, np.asarray(ctx_idx))
     header = []
     for c in sorted(track):
         length = store.chromosomes[c]["length"] or int(track[c][0] + len(track[c][1]) * STEP)
         header.append((store.chrom_names[c], int(length)))
-    bw = pyBigWig.open(str(tmp), "w")
-    bw.addHeader(header)
-    for c in sorted(track):
-        first, values = track[c]
-        length = dict(header)[store.chrom_names[c]]
-        n = min(len(values), (length - first) // STEP)
-        bw.addEntries(store.chrom_names[c], int(first), values=[float(v) for v in values[:n]], span=STEP, step=STEP)
-    bw.close()
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        bw = pyBigWig.open(str(tmp), "w")
+        bw.addHeader(header)
+        for c in sorted(track):
+            first, values = track[c]
+            length = dict(header)[store.chrom_names[c]]
+            n = min(len(values), (length - first) // STEP)
+            bw.addEntries(store.chrom_names[c], int(first), values=[float(v) for v in values[:n]], span=STEP,
+                          step=STEP)
+        bw.close()
     return path
 
 
 def save_weights_fp16(model, path: str | os.PathLike, genes) -> str:
     """A weights file with matrices and kernels in fp16 and 1-D tensors (biases, batch-norm
     parameters and statistics: a few kB) kept in fp32, which halves the error of all-fp16
-    storage.  Same format as :func:`chromdragonn.weights.save_weights` (it writes the file;
+    storage.  Same format as :func:`chromdragonn.nn.weights.save_weights` (it writes the file;
     this only narrows its tensors); ``load_model`` casts everything back to fp32."""
-    from chromdragonn.weights import md5sum
+    from chromdragonn.nn.weights import md5sum, tensor_checksum
 
     path = Path(path)
     save_weights(model, path, genes, half=False)
     payload = torch.load(path, map_location="cpu", weights_only=True)
     payload["state_dict"] = {k: (v.half() if v.is_floating_point() and v.dim() > 1 else v)
                              for k, v in payload["state_dict"].items()}
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    payload["tensor_sha256"] = tensor_checksum(payload["state_dict"])  # of the tensors as now stored
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return md5sum(path)
 
 
@@ -91,17 +93,17 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
     return float((a - b).abs().max())
 
 
-def export_run(cfg: dict, run_dir: str | os.PathLike, weights_dir: str | os.PathLike = paths.WEIGHTS_DIR,
+def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str | os.PathLike = paths.WEIGHTS_DIR,
                folds: list[int] | None = None, ship_no_mean: tuple[int, ...] = (0,),
                write_root_yaml: bool = True, per_fold_dir: str | os.PathLike | None = None) -> dict:
-    from chromdragonn.kipoi_files import write_model_dir
+    from chromdragonn.kipoi.render import write_model_dir
     from chromdragonn.training.folds import read_folds
     from chromdragonn.training.store import Store
 
     run_dir, weights_dir = Path(run_dir), Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(cfg["store"])
-    folds_df = read_folds(cfg["folds_file"])
+    store = Store(cfg.store)
+    folds_df = read_folds(cfg.folds_file)
     folds = sorted(folds_df["fold"].unique()) if folds is None else folds
     shipped, gaps = [], {}
     for f in folds:
@@ -118,9 +120,8 @@ def export_run(cfg: dict, run_dir: str | os.PathLike, weights_dir: str | os.Path
             if gaps[dst.name] > 1e-3:
                 raise ChromDragoNNError(f"{dst}: fp16 predictions differ from fp32 by {gaps[dst.name]:.2e} (> 1e-3)")
             shipped.append(dst)
-    tmp = weights_dir / "folds.tsv.partial"
-    shutil.copyfile(cfg["folds_file"], tmp)
-    os.replace(tmp, weights_dir / "folds.tsv")
+    with atomic_output(weights_dir / "folds.tsv") as tmp:
+        shutil.copyfile(cfg.folds_file, tmp)
     chrom = store.chrom_names[0]
     bw = write_mean_bigwig(store, np.arange(len(store.contexts)),
                            weights_dir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
@@ -129,12 +130,12 @@ def export_run(cfg: dict, run_dir: str | os.PathLike, weights_dir: str | os.Path
         write_model_dir(paths.REPO_ROOT, with_mean_files,
                         title="ChromDragoNN: chromatin accessibility from DNA sequence and TF expression "
                               f"({len(with_mean_files)}-fold ensemble, with mean accessibility)",
-                        description_extra=cfg.get("model_description", ""), copy_example=False)
+                        description_extra=cfg.model_description, copy_example=False)
     if per_fold_dir is not None:
         for p in shipped:
             write_model_dir(Path(per_fold_dir) / p.stem.replace(".", "_"), [p],
                             title=f"ChromDragoNN {p.stem} (one fold model)",
-                            description_extra=cfg.get("model_description", ""),
+                            description_extra=cfg.model_description,
                             extra_files=[paths.SHIPPED_EXPRESSION, bw] if paths.SHIPPED_EXPRESSION.is_file() else [bw])
     log.info("exported %s; fp16 vs fp32 max |dP| %s", ", ".join(p.name for p in shipped),
              ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.tables import read_tsv, write_tsv
-from chromdragonn.genome import match_chrom
-from chromdragonn.training.preprocess import parse_region
-from chromdragonn.training.store import BIN_SIZE, WINDOW, Store
+from chromdragonn.inputs.genome import WINDOW, match_chrom, parse_region
+from chromdragonn.inputs.tables import read_tsv
+from chromdragonn.outputs.tables import write_tsv
+from chromdragonn.training.store import BIN_SIZE, Store
 
 ROLES = ("train", "valid", "test")
 

@@ -16,21 +16,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.genome import parse_region
 from chromdragonn.training.store import BIN_SIZE, STEP, Store, encode, write_store
 
 log = logging.getLogger(__name__)
-
-
-def parse_region(text: str) -> tuple[str, int, int]:
-    """``22:16000000-21000000`` (or chr22:...) -> (chrom, start, end), 0-based half-open."""
-    try:
-        chrom, span = text.rsplit(":", 1)
-        start, end = (int(x.replace(",", "")) for x in span.split("-"))
-    except ValueError:
-        raise ChromDragoNNError(f"bad region {text!r}; expected CHROM:START-END") from None
-    if start >= end:
-        raise ChromDragoNNError(f"bad region {text!r}: start >= end")
-    return chrom, start, end
 
 
 def merge_intervals(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +53,7 @@ def covered_bases(merged_starts: np.ndarray, merged_ends: np.ndarray, lo: np.nda
 
 def read_regions(path: str | os.PathLike, chrom_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A BED / narrowPeak file -> {store chromosome: merged (starts, ends)}; other chromosomes ignored."""
-    from chromdragonn.genome import match_chrom, read_bed
+    from chromdragonn.inputs.genome import match_chrom, read_bed
 
     df = read_bed(path)
     out = {}
@@ -110,11 +99,11 @@ def tf_expression_matrix(table: str | os.PathLike, units: str, gene_panel: str |
                          contexts: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
     """RNA-seq table -> (contexts, (C, G) float32 arcsinh(TPM) in gene-panel order).
 
-    Uses :class:`chromdragonn.expression.ExpressionSource`, so panel genes missing
+    Uses :class:`chromdragonn.inputs.expression.ExpressionSource`, so panel genes missing
     from the table get the panel's fill value (counted in one warning).  Without
     ``contexts`` every column of the table is a context except Roadmap's E000.
     """
-    from chromdragonn.expression import ExpressionSource, read_expression_table
+    from chromdragonn.inputs.expression import ExpressionSource, read_expression_table
 
     source = ExpressionSource(gene_panel=gene_panel, shipped=None, user_table=table, user_units=units)
     if contexts is None:
@@ -124,7 +113,7 @@ def tf_expression_matrix(table: str | os.PathLike, units: str, gene_panel: str |
 
 def genome_codes(fasta: str | os.PathLike, chromosomes: Sequence[str]) -> tuple[list[tuple[str, int]], list[np.ndarray]]:
     """Base codes of each chosen chromosome (names as the FASTA spells them)."""
-    from chromdragonn.genome import Genome
+    from chromdragonn.inputs.genome import Genome
 
     genome = Genome(fasta)
     out, codes = [], []
@@ -143,7 +132,7 @@ def build_bins(fasta, chromosomes: Sequence[str], regions: Sequence[str] | None,
     region_by_chrom: dict[str, tuple[int, int]] = {}
     for r in regions or []:
         chrom, s, e = parse_region(r)
-        from chromdragonn.genome import match_chrom
+        from chromdragonn.inputs.genome import match_chrom
 
         name = match_chrom(chrom, names)
         if name is None:
@@ -179,7 +168,7 @@ def build_store_from_peaks(out_dir, fasta, peaks: Mapping[str, str | os.PathLike
             rows = bins[:, 0] == ci
             labels[rows, j] = label_bins(merged[name], bins[rows, 1])
         log.info("%s: %.2f%% of bins positive", ctx, 100 * labels[:, j].mean())
-    from chromdragonn.weights import read_gene_panel
+    from chromdragonn.inputs.expression import read_gene_panel
 
     genes = list(read_gene_panel(gene_panel)["gene_symbol"])
     return write_store(out_dir, bins=bins, labels=labels, expression=expression, contexts=ctx_names,

@@ -132,7 +132,8 @@ _META = re.compile(r"^(?P<chrom>[^:]+):(?P<start>-?\d+)-(?P<end>\d+)$")
 def import_release(dnase_dir: str | os.PathLike, rna_joblib: str | os.PathLike, out_dir: str | os.PathLike,
                    chromosomes: list[str] | None = None):
     """Release files -> a training store in window mode (label_kind "original release")."""
-    from chromdragonn.training.store import BIN_SIZE, WINDOW, write_store
+    from chromdragonn.inputs.genome import WINDOW
+    from chromdragonn.training.store import BIN_SIZE, write_store
 
     dnase_dir = Path(dnase_dir)
     files = sorted(dnase_dir.glob("dnase.*.packbit.joblib"))

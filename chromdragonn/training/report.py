@@ -1,6 +1,7 @@
 """training/REPORT.md from the per-fold metrics of a run (and its figures)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from chromdragonn.outputs.atomic import atomic_output
 from chromdragonn.training.evaluate import METHOD_NAMES, OPEN_FRACTION_LABELS, PAPER_AUPRC, plot_pr_curves
 
 SETTINGS = ("training loci", "held-out loci")
@@ -46,10 +48,9 @@ def plot_fig1e(fold_results: list[dict], setting: str, path: Path) -> None:
     ax.set_title(f"held-out contexts, {setting} (simulated labels; cf. the paper's Fig. 1E)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".partial" + path.suffix)
-    fig.savefig(tmp, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_report(cfg: dict, run_dir: str | os.PathLike, out_md: str | os.PathLike, figures_dir: str | os.PathLike,
@@ -141,12 +142,11 @@ def write_report(cfg: dict, run_dir: str | os.PathLike, out_md: str | os.PathLik
         lines.append(f"| {r['fold']} | {', '.join(r['test_contexts'])} | {', '.join(r['valid_contexts'])} | "
                      f"{len(r['train_contexts'])} |")
     lines += ["", "## What was run", "", "Configuration (`yaml.safe_load`):", "", "```yaml",
-              yaml.safe_dump(cfg, sort_keys=False).rstrip(), "```", ""]
+              yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False).rstrip(), "```", ""]
     if extra_sections:
         lines += [extra_sections.rstrip(), ""]
     lines += ["Commands, from the repository root:", "", "```sh"] + commands + ["```", ""]
     text = "\n".join(lines)
-    tmp = out_md.with_name(out_md.name + ".partial")
-    tmp.write_text(text)
-    os.replace(tmp, out_md)
+    with atomic_output(out_md) as tmp:
+        tmp.write_text(text)
     return text

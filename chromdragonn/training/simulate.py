@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.genome import WINDOW
+from chromdragonn.outputs.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ class SimulatedAccessibility:
             params = json.load(fh)
         if genes is None:
             from chromdragonn import paths
-            from chromdragonn.weights import read_gene_panel
+            from chromdragonn.inputs.expression import read_gene_panel
 
             genes = list(read_gene_panel(paths.GENE_PANEL)["gene_symbol"])
         return cls(params, genes)
@@ -139,16 +141,13 @@ class SimulatedAccessibility:
         return cls.load(DEFAULT_RULE)
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        with open(tmp, "w") as fh:
+        with atomic_output(path) as tmp, open(tmp, "w") as fh:
             json.dump(self.params, fh, indent=1)
-        os.replace(tmp, path)
 
     # ---- scoring --------------------------------------------------------------------
     def _check(self, onehot: torch.Tensor) -> None:
-        if onehot.dim() != 3 or onehot.shape[1] != 1000 or onehot.shape[2] != 4:
-            raise ChromDragoNNError(f"simulated labels score one-hot windows of shape (N, 1000, 4), got {tuple(onehot.shape)}")
+        if onehot.dim() != 3 or onehot.shape[1] != WINDOW or onehot.shape[2] != 4:
+            raise ChromDragoNNError(f"simulated labels score one-hot windows of shape (N, {WINDOW}, 4), got {tuple(onehot.shape)}")
 
     def sequence_terms(self, onehot) -> tuple[np.ndarray, np.ndarray]:
         """Context-independent part (N,) and context-motif occupancies (N, M)."""
@@ -350,9 +349,9 @@ def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel,
     """
     import pandas as pd
 
+    from chromdragonn.inputs.expression import read_gene_panel
     from chromdragonn.training.preprocess import build_bins, tf_expression_matrix
     from chromdragonn.training.store import write_store
-    from chromdragonn.weights import read_gene_panel
 
     genes = list(read_gene_panel(gene_panel)["gene_symbol"])
     contexts, expression = tf_expression_matrix(rna_table, rna_units, gene_panel)

@@ -27,9 +27,9 @@ from typing import Sequence
 import numpy as np
 
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.genome import WINDOW
 
 STORE_FORMAT = "chromdragonn-store/1"
-WINDOW = 1000
 BIN_SIZE = 200
 STEP = 50
 BASE_CODES = np.full(256, 4, dtype=np.uint8)
@@ -163,6 +163,3 @@ class Store:
         """(n,) bin indices -> (n, 1000, 4) float32 one-hot windows."""
         return onehot_from_codes(self.window_codes(idx))
 
-    def bin_label(self, i: int) -> str:
-        c, s = self.bins[i]
-        return f"{self.chrom_names[c]}:{s}-{s + BIN_SIZE}"

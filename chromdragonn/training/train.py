@@ -30,12 +30,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.model import ChromDragoNN, ModelConfig, SequenceModel, build_trunk
-from chromdragonn.training.data import PairSampler, Stage1Sampler, mean_feature, positive_enriched_subset
+from chromdragonn.nn.model import ChromDragoNN, ModelConfig, SequenceModel, build_trunk
+from chromdragonn.nn.weights import save_weights
+from chromdragonn.outputs.atomic import atomic_output
+from chromdragonn.training.config import HeadWarmup, TrainingConfig
+from chromdragonn.training.data import FoldData, PairSampler, Stage1Sampler, positive_enriched_subset
 from chromdragonn.training.evaluate import auprc, predict_bins
-from chromdragonn.training.folds import fold_contexts, loci_roles, read_folds
 from chromdragonn.training.store import Store
-from chromdragonn.weights import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +74,13 @@ class Dist:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
-    def broadcast_flag(self, value: bool) -> bool:
-        if self.world == 1:
-            return value
-        t = torch.tensor([int(value)])
-        dist.broadcast(t, 0)
-        return bool(t.item())
 
-
-def autocast(cfg: dict, device: torch.device):
+def autocast(cfg: TrainingConfig, device: torch.device):
     """bfloat16 autocast: on GPU when ``amp`` (default on); on CPU only when ``amp_cpu`` is set
     (worth it on CPUs with native bf16 matrix units, e.g. AVX512-BF16 / AMX)."""
-    if device.type == "cuda" and cfg.get("amp", True):
+    if device.type == "cuda" and cfg.amp:
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    if device.type == "cpu" and cfg.get("amp_cpu", False):
+    if device.type == "cpu" and cfg.amp_cpu:
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -96,9 +90,8 @@ def step_seed(seed: int, rank: int, step: int) -> None:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -113,34 +106,6 @@ def _cpu_state(module: nn.Module) -> dict:
 
 
 # ---- shared fold set-up ---------------------------------------------------------------
-
-class FoldData:
-    """Everything a fold's training and evaluation need from the store, computed once."""
-
-    def __init__(self, cfg: dict, fold: int, store: Store | None = None):
-        self.cfg = cfg
-        self.fold = fold
-        self.store = store or Store(cfg["store"])
-        folds = read_folds(cfg["folds_file"])
-        roles = fold_contexts(folds, fold)
-        self.train_ctx = self.store.context_index(roles["train"])
-        self.valid_ctx = self.store.context_index(roles["valid"])
-        self.test_ctx = self.store.context_index(roles["test"])
-        loci = cfg.get("loci", {})
-        self.loci = loci_roles(self.store, loci.get("valid", []), loci.get("heldout", []))
-        self.train_bins = np.flatnonzero(self.loci == "train")
-        self.valid_bins = np.flatnonzero(self.loci == "valid")
-        self.heldout_bins = np.flatnonzero(self.loci == "heldout")
-        # mean accessibility over this fold's training contexts only
-        self.mean = mean_feature(self.store, self.train_ctx)
-
-    def sample(self, bins: np.ndarray, n: int | None, tag: int) -> np.ndarray:
-        """A seeded uniform sample of ``n`` bins (all when n is None); same for every fold."""
-        if n is None or n >= len(bins):
-            return bins
-        rng = np.random.default_rng([self.cfg.get("seed", 0), 1000 + tag])
-        return np.sort(rng.choice(bins, n, replace=False))
-
 
 # ---- the stage-2 batch model ------------------------------------------------------------
 
@@ -234,23 +199,25 @@ def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module,
             "steps": steps, "seconds": round(time.time() - t0, 1)}
 
 
-def train_stage1(cfg: dict, fold: int, out_dir: str | os.PathLike, data: FoldData | None = None,
+def train_stage1(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, data: FoldData | None = None,
                  progress: bool = True) -> Path:
     """Stage 1 of one fold; returns the path of its best state (``stage1.pt``)."""
-    s1 = cfg["stage1"]
-    d = Dist(cfg.get("device", "cpu"))
-    seed = int(cfg.get("seed", 0)) + 101 * fold
+    s1 = cfg.stage1
+    if s1.steps < 1:
+        raise ChromDragoNNError(f"stage1.steps is {s1.steps} in the config; give the number of stage-1 steps (>= 1)")
+    d = Dist(cfg.device)
+    seed = cfg.seed + 101 * fold
     torch.manual_seed(seed)
     data = data or FoldData(cfg, fold)
     out_dir = Path(out_dir)
-    model = SequenceModel(len(data.train_ctx), dropout=cfg.get("dropout", 0.3),
-                          trunk=build_trunk(cfg.get("trunk", "resnet"))).to(d.device)
+    model = SequenceModel(len(data.train_ctx), dropout=cfg.dropout,
+                          trunk=build_trunk(cfg.trunk)).to(d.device)
     trained = d.wrap(model)
-    opt = torch.optim.Adam(model.parameters(), lr=float(s1.get("lr", 2e-3)))
-    train_bins = positive_enriched_subset(data.store, data.train_bins, data.train_ctx, s1.get("train_bins"),
-                                          float(s1.get("positive_share", 0.5)), seed)
-    val_bins = data.sample(data.valid_bins, s1.get("eval_bins"), tag=1)
-    sampler = Stage1Sampler(data.store, train_bins, data.train_ctx, int(s1.get("batch_size", 256)),
+    opt = torch.optim.Adam(model.parameters(), lr=s1.lr)
+    train_bins = positive_enriched_subset(data.store, data.train_bins, data.train_ctx, s1.train_bins,
+                                          s1.positive_share, seed)
+    val_bins = data.sample(data.valid_bins, s1.eval_bins, tag=1)
+    sampler = Stage1Sampler(data.store, train_bins, data.train_ctx, s1.batch_size,
                             seed=seed, rank=d.rank, world=d.world)
 
     def step_fn(step):
@@ -271,11 +238,11 @@ def train_stage1(cfg: dict, fold: int, out_dir: str | os.PathLike, data: FoldDat
         return auprc(y, np.concatenate(logits))
 
     res = _run_loop(name=f"fold{fold} stage1", out_dir=out_dir, model=model, trained=trained, optimizer=opt,
-                    steps=int(s1["steps"]), step_fn=step_fn, eval_fn=eval_fn, eval_every=int(s1.get("eval_every", 50)),
-                    checkpoint_every=int(s1.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress)
+                    steps=s1.steps, step_fn=step_fn, eval_fn=eval_fn, eval_every=s1.eval_every,
+                    checkpoint_every=s1.checkpoint_every, seed=seed, d=d, progress=progress)
     best = out_dir / "stage1.pt"
     if d.main:
-        _atomic_save({"trunk": cfg.get("trunk", "resnet"), "n_tasks": len(data.train_ctx),
+        _atomic_save({"trunk": cfg.trunk, "n_tasks": len(data.train_ctx),
                       "contexts": [data.store.contexts[i] for i in data.train_ctx],
                       "state_dict": res["best_state"], "valid_auprc": res["best_score"],
                       "best_step": res["best_step"], "seconds": res["seconds"]}, best)
@@ -333,7 +300,7 @@ def init_head_from_stage1(model: ChromDragoNN, stage1_state: dict) -> None:
         head.fc3.bias[1] = src["fc3.bias"].mean()
 
 
-def cache_trunk_features(model: ChromDragoNN, store: Store, bin_idx: np.ndarray, cfg: dict, device,
+def cache_trunk_features(model: ChromDragoNN, store: Store, bin_idx: np.ndarray, cfg: TrainingConfig, device,
                          batch_size: int = 128, progress: bool = True) -> torch.Tensor:
     """Trunk features (n, 4200) of ``bin_idx`` in eval mode, stored as bfloat16 to halve the memory."""
     model.trunk.eval()
@@ -346,7 +313,7 @@ def cache_trunk_features(model: ChromDragoNN, store: Store, bin_idx: np.ndarray,
     return out
 
 
-def warm_up_head(model: ChromDragoNN, data: FoldData, warm: dict, cfg: dict, seed: int, device,
+def warm_up_head(model: ChromDragoNN, data: FoldData, warm: HeadWarmup, cfg: TrainingConfig, seed: int, device,
                  progress: bool = True) -> dict:
     """Train the stage-2 head alone on cached features of the frozen stage-1 trunk.
 
@@ -357,20 +324,20 @@ def warm_up_head(model: ChromDragoNN, data: FoldData, warm: dict, cfg: dict, see
     Same pair distribution as stage 2 (1 positive : 3 negatives).
     """
     store = data.store
-    bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, warm.get("train_bins"),
-                                    float(warm.get("positive_share", 0.5)), seed + 1)
+    bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, warm.train_bins,
+                                    warm.positive_share, seed + 1)
     t0 = time.time()
     feats = cache_trunk_features(model, store, bins, cfg, device, progress=progress)
     row_of = np.full(len(store), -1, np.int64)
     row_of[bins] = np.arange(len(bins))
-    sampler = PairSampler(store, bins, data.train_ctx, data.mean, int(warm.get("intervals", 128)),
-                          int(warm.get("contexts_per_interval", 4)), seed + 1, with_sequence=False)
+    sampler = PairSampler(store, bins, data.train_ctx, data.mean, warm.intervals,
+                          warm.contexts_per_interval, seed + 1, with_sequence=False)
     expression = torch.from_numpy(store.expression).to(device)
     head = model.head
-    opt = torch.optim.Adam(head.parameters(), lr=float(warm.get("lr", 1e-3)),
-                           weight_decay=float(warm.get("weight_decay", 0.0)))
+    opt = torch.optim.Adam(head.parameters(), lr=warm.lr,
+                           weight_decay=warm.weight_decay)
     head.train()
-    steps = int(warm["steps"])
+    steps = warm.steps
     losses = []
     bar = tqdm(range(steps), desc="stage-2 head warm-up", unit="step", disable=not progress)
     for step in bar:
@@ -392,31 +359,30 @@ def warm_up_head(model: ChromDragoNN, data: FoldData, warm: dict, cfg: dict, see
             "final_loss": float(np.mean(losses[-50:])) if losses else float("nan")}
 
 
-def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bool, stage1_path=None,
+def train_stage2(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, with_mean: bool, stage1_path=None,
                  data: FoldData | None = None, progress: bool = True) -> Path:
     """Stage 2 of one fold, with or without the mean feature; returns its weights file (fp32)."""
-    s2 = cfg["stage2"]
-    d = Dist(cfg.get("device", "cpu"))
-    seed = int(cfg.get("seed", 0)) + 101 * fold + (7 if with_mean else 13)
+    s2 = cfg.stage2
+    d = Dist(cfg.device)
+    seed = cfg.seed + 101 * fold + (7 if with_mean else 13)
     torch.manual_seed(seed)
     data = data or FoldData(cfg, fold)
     out_dir = Path(out_dir)
     store = data.store
-    model = ChromDragoNN(ModelConfig(len(store.genes), with_mean, cfg.get("dropout", 0.3),
-                                     cfg.get("trunk", "resnet")))
+    model = ChromDragoNN(ModelConfig(len(store.genes), with_mean, cfg.dropout, cfg.trunk))
     if stage1_path is not None:
         ck = load_checkpoint(Path(stage1_path))
         if ck.get("trunk") != model.config.trunk:
             raise ChromDragoNNError(f"{stage1_path} holds a {ck.get('trunk')} trunk, this run uses {model.config.trunk}")
         trunk_state = {k[len("trunk."):]: v for k, v in ck["state_dict"].items() if k.startswith("trunk.")}
         model.trunk.load_state_dict(trunk_state)
-        if s2.get("init_head_from_stage1", False):
+        if s2.init_head_from_stage1:
             init_head_from_stage1(model, ck["state_dict"])
-    init_mean_column(model, s2.get("mean_init_scale"))
+    init_mean_column(model, s2.mean_init_scale)
     model.to(d.device)
-    warm = s2.get("head_warmup") or {}
+    warm = s2.head_warmup
     warm_info = None
-    if int(warm.get("steps", 0)) > 0 and not (out_dir / "last.pt").is_file():  # resuming: the warm head is in last.pt
+    if warm.steps > 0 and not (out_dir / "last.pt").is_file():  # resuming: the warm head is in last.pt
         if d.main:
             warm_info = warm_up_head(model, data, warm, cfg, seed, d.device, progress=progress)
             log.info("fold %d stage 2 (%s mean): head warm-up %d steps on %d bins, %.0f s, final loss %.4f", fold,
@@ -425,19 +391,19 @@ def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bo
         if d.world > 1:  # every rank starts from rank 0's warmed-up head
             for t in model.head.state_dict().values():
                 dist.broadcast(t, 0)
-    tune = bool(s2.get("tune_trunk", True))
+    tune = s2.tune_trunk
     for p in model.trunk.parameters():
         p.requires_grad_(tune)
     pair_model = PairModel(model)
     trained = d.wrap(pair_model)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=float(s2.get("lr", 1e-4)))
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s2.lr)
     expression = torch.from_numpy(store.expression).to(d.device)
-    train_bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, s2.get("train_bins"),
-                                          float(s2.get("positive_share", 0.5)), seed)
-    sampler = PairSampler(store, train_bins, data.train_ctx, data.mean, int(s2.get("intervals", 16)),
-                          int(s2.get("contexts_per_interval", 32)), seed, d.rank, d.world,
-                          upsample_positives=bool(s2.get("upsample_positives", True)))
-    val_bins = data.sample(data.valid_bins, s2.get("eval_bins"), tag=2)
+    train_bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, s2.train_bins,
+                                          s2.positive_share, seed)
+    sampler = PairSampler(store, train_bins, data.train_ctx, data.mean, s2.intervals,
+                          s2.contexts_per_interval, seed, d.rank, d.world,
+                          upsample_positives=s2.upsample_positives)
+    val_bins = data.sample(data.valid_bins, s2.eval_bins, tag=2)
 
     def step_fn(step):
         sampler.rng = np.random.default_rng([seed, d.rank, step])
@@ -448,14 +414,14 @@ def train_stage2(cfg: dict, fold: int, out_dir: str | os.PathLike, with_mean: bo
 
     def eval_fn():
         prob = predict_bins(model, store, val_bins, data.valid_ctx, data.mean if with_mean else None,
-                            batch_size=int(cfg.get("eval_batch_size", 64)), device=d.device, progress=False)
+                            batch_size=cfg.eval_batch_size, device=d.device, progress=False)
         return auprc(np.asarray(store.labels[val_bins][:, data.valid_ctx]), prob)
 
     res = _run_loop(name=f"fold{fold} stage2 {'with' if with_mean else 'no'} mean", out_dir=out_dir,
-                    model=model, trained=trained, optimizer=opt, steps=int(s2["steps"]), step_fn=step_fn,
-                    eval_fn=eval_fn, eval_every=int(s2.get("eval_every", 50)),
-                    checkpoint_every=int(s2.get("checkpoint_every", 10)), seed=seed, d=d, progress=progress,
-                    eval_initial=warm_info is not None or int(warm.get("steps", 0)) > 0)
+                    model=model, trained=trained, optimizer=opt, steps=s2.steps, step_fn=step_fn,
+                    eval_fn=eval_fn, eval_every=s2.eval_every,
+                    checkpoint_every=s2.checkpoint_every, seed=seed, d=d, progress=progress,
+                    eval_initial=warm_info is not None or warm.steps > 0)
     weights = out_dir / "weights.pt"
     if d.main:
         model.load_state_dict(res["best_state"])

@@ -32,8 +32,8 @@ from chromdragonn.predict import predict
 table = predict(
     "example/intervals.bed", "example/hg19_chr22_1-22000000.fa.gz",
     ["E003", "E116", "E123", "my_H1_sample"],
-    expression_file="example/user_rnaseq_tpm.tsv",
-    weights=sorted(Path("weights").glob("fold*.with_mean.pt")),  # None: the repository's model.yaml
+    expression="example/user_rnaseq_tpm.tsv",
+    model=sorted(Path("weights").glob("fold*.with_mean.pt")),  # None: the repository's model.yaml
     mean_bigwig="weights/mean_accessibility_chr22.bw",           # None: the shipped track
     progress=False,
 )

@@ -31,15 +31,23 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from chromdragonn.model import ChromDragoNN, ModelConfig  # noqa: E402
-from chromdragonn.training.data import PairSampler, positive_enriched_subset  # noqa: E402
+from chromdragonn.nn.model import ChromDragoNN, ModelConfig  # noqa: E402
+from chromdragonn.training.config import load_config  # noqa: E402
+from chromdragonn.training.data import (  # noqa: E402
+    FoldData,  # noqa: E402
+    PairSampler,
+    positive_enriched_subset,
+)
 from chromdragonn.training.evaluate import auprc, weighted_mean_baseline  # noqa: E402
-from chromdragonn.training.train import (FoldData, cache_trunk_features, init_head_from_stage1,  # noqa: E402
-                                         init_mean_column, load_checkpoint)
+from chromdragonn.training.train import (  # noqa: E402
+    cache_trunk_features,
+    init_head_from_stage1,
+    init_mean_column,
+    load_checkpoint,
+)
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--fold", type=int, default=0)
@@ -64,9 +72,8 @@ a = ap.parse_args()
 a.stage1 = a.stage1 or str(REPO / f"tmp/benchmark/run_v2/fold{a.fold}/stage1/stage1.pt")
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
-cfg = yaml.safe_load(open(REPO / "training/configs/benchmark.yaml"))
-cfg["store"] = str(REPO / cfg["store"])
-cfg["folds_file"] = str(REPO / cfg["folds_file"])
+cfg = load_config(REPO / "training/configs/benchmark.yaml")
+cfg = cfg.replace(store=str(REPO / cfg.store), folds_file=str(REPO / cfg.folds_file))
 data = FoldData(cfg, a.fold)
 store = data.store
 torch.manual_seed(0)
@@ -105,7 +112,7 @@ if a.features == "oracle":
 elif (cache := REPO / "tmp/diagnostics" / f"features_fold{a.fold}_{Path(a.stage1).stat().st_mtime_ns}.pt").is_file():
     feats = torch.load(cache, weights_only=True)
 else:
-    feats = cache_trunk_features(model, store, cached, {"amp_cpu": True}, torch.device("cpu"))
+    feats = cache_trunk_features(model, store, cached, cfg.replace(amp_cpu=True), torch.device("cpu"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(feats, cache)
 pick = np.sort(np.random.default_rng(5).choice(len(cached), min(a.bins, len(cached)), replace=False))

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from chromdragonn.training.train import FoldData
-from chromdragonn.training.data import PairSampler, positive_enriched_subset
+from chromdragonn.training.config import load_config
+from chromdragonn.training.data import FoldData, PairSampler, positive_enriched_subset
 from chromdragonn.training.evaluate import auprc
-cfg = yaml.safe_load(open(REPO / 'training/configs/benchmark.yaml'))
-cfg['store'] = str(REPO / cfg['store']); cfg['folds_file'] = str(REPO / cfg['folds_file'])
+
+cfg = load_config(REPO / 'training/configs/benchmark.yaml')
+cfg = cfg.replace(store=str(REPO / cfg.store), folds_file=str(REPO / cfg.folds_file))
 data = FoldData(cfg, 0); store = data.store
 train_bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, 3000, 0.5, 1)
 s = PairSampler(store, train_bins, data.train_ctx, data.mean, 16, 32, 1)

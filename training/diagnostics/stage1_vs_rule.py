@@ -12,20 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from chromdragonn.model import SequenceModel  # noqa: E402
+from chromdragonn.nn.model import SequenceModel  # noqa: E402
+from chromdragonn.training.config import load_config  # noqa: E402
+from chromdragonn.training.data import FoldData
 from chromdragonn.training.evaluate import auprc  # noqa: E402
-from chromdragonn.training.train import FoldData, load_checkpoint  # noqa: E402
+from chromdragonn.training.train import load_checkpoint  # noqa: E402
 
 state = sys.argv[1] if len(sys.argv) > 1 else str(REPO / "tmp/benchmark/run_v2/fold0/stage1/stage1.pt")
 fold = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 torch.set_num_threads(1)
-cfg = yaml.safe_load(open(REPO / "training/configs/benchmark.yaml"))
-cfg["store"] = str(REPO / cfg["store"])
-cfg["folds_file"] = str(REPO / cfg["folds_file"])
+cfg = load_config(REPO / "training/configs/benchmark.yaml")
+cfg = cfg.replace(store=str(REPO / cfg.store), folds_file=str(REPO / cfg.folds_file))
 data = FoldData(cfg, fold)
 store = data.store
 ck = load_checkpoint(Path(state))
@@ -37,7 +37,7 @@ y = np.asarray(store.labels[idx][:, data.test_ctx])
 with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
     p = torch.cat([torch.sigmoid(model(torch.from_numpy(store.onehot(idx[i:i + 128]))).float())
                    for i in range(0, len(idx), 128)]).numpy().mean(axis=1)
-truth = np.asarray(np.load(Path(cfg["store"]) / "probability.npy", mmap_mode="r")[idx][:, data.train_ctx],
+truth = np.asarray(np.load(Path(cfg.store) / "probability.npy", mmap_mode="r")[idx][:, data.train_ctx],
                    np.float64).mean(axis=1)
 n = len(data.test_ctx)
 print(f"stage-1 mean prediction: AUPRC {auprc(y, np.repeat(p[:, None], n, 1)):.3f}, "

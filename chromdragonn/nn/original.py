@@ -35,7 +35,8 @@ import torch
 import torch.nn as nn
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.model import SEQ_LEN, TRUNK_DIM, ChromDragoNN, ConfigInputs, ModelConfig, ResNetTrunk
+from chromdragonn.inputs.genome import WINDOW
+from chromdragonn.nn.model import TRUNK_DIM, ChromDragoNN, ConfigInputs, ModelConfig, ResNetTrunk
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def read_original_checkpoint(path: str | os.PathLike) -> dict:
         if refused:
             raise ChromDragoNNError(
                 f"{path}: refused to unpickle global {refused.group(1)}: it is not on the allow-list of "
-                "chromdragonn.original (loading it could run code from the file; see docs/original_checkpoints.md)"
+                "chromdragonn.nn.original (loading it could run code from the file; see docs/original_checkpoints.md)"
             ) from None
         raise ChromDragoNNError(
             f"{path}: refused by the allow-list unpickler: {_describe_unpickling_error(message)}") from None
@@ -396,8 +397,8 @@ class OriginalModel(ConfigInputs, nn.Module):
     def forward(self, seq, expression, mean_acc=None) -> torch.Tensor:
         seq = torch.as_tensor(seq, dtype=torch.float32)
         expression = torch.as_tensor(expression, dtype=torch.float32)
-        if seq.dim() != 3 or seq.shape[1:] != (SEQ_LEN, 4):
-            raise ChromDragoNNError(f"seq has shape {tuple(seq.shape)}, expected (N, {SEQ_LEN}, 4)")
+        if seq.dim() != 3 or seq.shape[1:] != (WINDOW, 4):
+            raise ChromDragoNNError(f"seq has shape {tuple(seq.shape)}, expected (N, {WINDOW}, 4)")
         n = seq.shape[0]
         if expression.shape != (n, self.n_genes):
             raise ChromDragoNNError(

@@ -29,8 +29,8 @@ these places, each fixed here without changing numpy or any file on disk:
 Use::
 
     import kipoi, kipoi_veff
-    from chromdragonn import veff_compat
-    veff_compat.install()
+    from chromdragonn.kipoi import veff
+    veff.install()
     model = kipoi.get_model("path/to/model_dir", source="dir")
     preds = kipoi_veff.score_variants(
         model, dl_args={"fasta_file": FASTA, "cell_types": "E003,E116", "mean_bigwig": BW},
@@ -58,37 +58,6 @@ _current_labels: list[str] | None = None
 _VEFF_MODULES = ("kipoi_veff.snv_predict", "kipoi_veff.scores", "kipoi_veff.parsers", "kipoi_veff.mutation_map",
                  "kipoi_veff.utils.generic", "kipoi_veff.utils.mutators", "kipoi_veff.utils.dna_reshapers",
                  "kipoi_veff.utils.io", "kipoi_veff.utils.scoring_fns", "kipoi_veff.utils.plot")
-
-
-class LegacyNumpy(types.ModuleType):
-    """numpy plus the names numpy 2 removed, as kipoi_veff 0.3.1 uses them."""
-
-    def __init__(self):
-        super().__init__("numpy")
-        self._numpy = numpy
-        legacy = {"int": int, "float": float, "bool": bool, "object": object, "str": str,
-                  "string_": numpy.bytes_, "unicode_": numpy.str_, "float_": numpy.float64,
-                  "in1d": _in1d}
-        for name, value in legacy.items():
-            if name not in vars(numpy):  # hasattr would warn for the names numpy 2 reserves
-                setattr(self, name, value)
-
-    def __getattr__(self, name):
-        return getattr(self._numpy, name)
-
-
-def _in1d(ar1, ar2, assume_unique=False, invert=False):
-    """np.in1d (removed in numpy 2.4): np.isin on the flattened first array.
-
-    Object arrays holding None (kipoi_veff's shape checks) are compared elementwise,
-    as the numpy 1 in1d did."""
-    a = numpy.asarray(ar1).ravel()
-    b = numpy.asarray(ar2).ravel()
-    if a.dtype == object or b.dtype == object:
-        values = list(b)
-        out = numpy.array([any(x is v or x == v for v in values) for x in a], dtype=bool)
-        return ~out if invert else out
-    return numpy.isin(a, b, assume_unique=assume_unique, invert=invert)
 
 
 def _vcf_as_is(input_fn, is_sorted=False, force_tabix=True):
@@ -191,7 +160,7 @@ def install() -> None:
     global _INSTALLED
     if _INSTALLED:
         return
-    from chromdragonn.kipoi_files import apply_kipoi_compat
+    from chromdragonn.kipoi.compat import LegacyNumpy, apply_kipoi_compat
 
     apply_kipoi_compat()  # kipoi.writers' np.string_ (kipoi predict to HDF5 / TSV)
     import sys
@@ -259,7 +228,7 @@ def install() -> None:
         attach_postprocessing(model, dataloader)
         previous = _current_labels
         try:
-            from chromdragonn.expression import parse_contexts
+            from chromdragonn.inputs.expression import parse_contexts
 
             _current_labels = parse_contexts(dl_args["cell_types"]) if dl_args.get("cell_types") else None
         except Exception:  # labels are cosmetic; the dataloader reports bad cell_types itself

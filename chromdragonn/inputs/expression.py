@@ -9,7 +9,6 @@ the panel's ``fill_arcsinh_tpm`` (the median arcsinh(TPM) of that gene over the
 from __future__ import annotations
 
 import csv
-import gzip
 import logging
 import os
 import re
@@ -21,14 +20,20 @@ import pandas as pd
 
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.weights import read_gene_panel
+from chromdragonn.inputs.files import open_text
+from chromdragonn.inputs.tables import read_tsv
+from chromdragonn.outputs.tables import write_tsv
 
 logger = logging.getLogger(__name__)
 
 # Header names accepted for an optional second gene-ID column (the first column is always an ID).
 ID_COLUMNS = ("gene_symbol", "ensembl_id", "gene_id", "gene_name", "symbol")
 UNITS = ("tpm", "rpkm")
-ROADMAP_REFERENCE = "E000"  # Roadmap's universal reference RNA, not an epigenome: left out
+ROADMAP_REFERENCE = "E000"
+GENE_PANEL_COLUMNS = ["gene_symbol", "ensembl_id", "fill_arcsinh_tpm"]
+# An RPKM table is converted to TPM over its own genes (per-context sums), which is only right when it
+# holds the whole transcriptome; fewer rows than this are warned about.
+MIN_GENES_FOR_RPKM = 10_000  # Roadmap's universal reference RNA, not an epigenome: left out
 _ENSEMBL = re.compile(r"^(ENS[A-Z]*G\d+)(\.\d+)?$")
 
 
@@ -40,19 +45,13 @@ def normalize_gene_id(gene: str) -> str:
     return m.group(1) if m else gene.upper()
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", newline="") if gz else open(path, "rt", newline="")
-
-
 def _read_cells(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, rows of strings and their line numbers; tab- or comma-separated (from the header).
 
     Trailing empty fields (a trailing tab, as in the Roadmap RPKM matrix) are
     dropped; any other row whose length differs from the header's is an error.
     """
-    with _open_text(path) as fh:
+    with open_text(path, newline="") as fh:
         header_line = fh.readline()
         sep = "\t" if "\t" in header_line else ","
         header = next(csv.reader([header_line], delimiter=sep), [])
@@ -161,6 +160,19 @@ def rpkm_to_tpm(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def write_gene_panel(path: str | os.PathLike, symbols: Sequence[str], ensembl_ids: Sequence[str],
+                     fill_values: Sequence[float]) -> None:
+    """The ordered panel: model input i is row i; ``fill_arcsinh_tpm`` is used for missing genes."""
+    df = pd.DataFrame({"gene_symbol": list(symbols), "ensembl_id": list(ensembl_ids),
+                       "fill_arcsinh_tpm": np.round(np.asarray(fill_values, dtype=float), 6)})
+    write_tsv(df, path)
+
+
+def read_gene_panel(path: str | os.PathLike) -> pd.DataFrame:
+    df = read_tsv(path, "gene panel file", GENE_PANEL_COLUMNS, dtype={"gene_symbol": str, "ensembl_id": str})
+    return df[GENE_PANEL_COLUMNS]
+
+
 def build_gene_panel(lambert_csv: str | os.PathLike, rpkm_table_path: str | os.PathLike) -> pd.DataFrame:
     """The ordered TF panel: Lambert 2018 TFs (``Is TF?`` == Yes) found in the Roadmap matrix.
 
@@ -194,30 +206,46 @@ def build_gene_panel(lambert_csv: str | os.PathLike, rpkm_table_path: str | os.P
                          "fill_arcsinh_tpm": fill})
 
 
-def parse_contexts(cell_types: str | Sequence[str]) -> list[str]:
-    """``"E003, E116"`` or ``["E003", "E116"]`` -> ``["E003", "E116"]``."""
-    if cell_types is None:
-        raise ChromDragoNNError("no cell contexts given (cell_types is empty)")
-    items = cell_types.split(",") if isinstance(cell_types, str) else [str(c) for c in cell_types]
-    contexts = [c.strip() for c in items if c.strip()]
-    if not contexts:
-        raise ChromDragoNNError(f"no cell contexts given (cell_types is {cell_types!r})")
-    return contexts
+def parse_contexts(contexts: str | Sequence[str]) -> list[str]:
+    """``"E003, E116"`` or ``["E003", "E116"]`` -> ``["E003", "E116"]``.
+
+    A context named twice is an error on every route (command line, Python, Kipoi): one output
+    column per requested context, and two columns of one name cannot be told apart."""
+    if contexts is None:
+        raise ChromDragoNNError("no cell contexts given")
+    items = contexts.split(",") if isinstance(contexts, str) else [str(c) for c in contexts]
+    names = [c.strip() for c in items if c.strip()]
+    if not names:
+        raise ChromDragoNNError(f"no cell contexts given (got {contexts!r})")
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise ChromDragoNNError(f"context(s) {', '.join(repeated)} given more than once; name each context once")
+    return names
 
 
 def _match_rows(table: pd.DataFrame, panel: pd.DataFrame) -> np.ndarray:
-    """Row of ``table`` holding each panel gene, or -1: Ensembl ID first, then symbol."""
+    """Row of ``table`` holding each panel gene, or -1: Ensembl ID first, then symbol.
+
+    A panel gene found both by its Ensembl ID and by its symbol, on two rows with different
+    values, takes the Ensembl row, and the genes concerned are named in one warning."""
     lookup: dict[str, int] = {}
     id_lists = [list(table.index)] + ([table.attrs["alt_ids"]] if "alt_ids" in table.attrs else [])
     for ids in id_lists:
         for row, gene in enumerate(ids):
             lookup.setdefault(normalize_gene_id(gene), row)
+    values = table.to_numpy()
     rows = np.full(len(panel), -1, dtype=np.int64)
+    conflicts = []
     for i, (sym, ens) in enumerate(zip(panel["gene_symbol"], panel["ensembl_id"])):
-        for key in (normalize_gene_id(ens), normalize_gene_id(sym)):
-            if key in lookup:
-                rows[i] = lookup[key]
-                break
+        by_id, by_symbol = lookup.get(normalize_gene_id(ens)), lookup.get(normalize_gene_id(sym))
+        rows[i] = by_id if by_id is not None else (by_symbol if by_symbol is not None else -1)
+        if by_id is not None and by_symbol is not None and by_id != by_symbol \
+                and not np.array_equal(values[by_id], values[by_symbol]):
+            conflicts.append(f"{sym} ({table.index[by_symbol]} vs {table.index[by_id]})")
+    if conflicts:
+        logger.warning("expression table %s gives %d gene-panel TF(s) twice, by symbol and by Ensembl ID, with "
+                       "different values; the Ensembl ID rows are used: %s", table.attrs.get("path", ""),
+                       len(conflicts), ", ".join(conflicts[:5]) + (" ..." if len(conflicts) > 5 else ""))
     return rows
 
 
@@ -264,6 +292,12 @@ class ExpressionSource:
         if user_table is not None:
             df = read_expression_table(user_table)
             if units == "rpkm":
+                if len(df) < MIN_GENES_FOR_RPKM:
+                    logger.warning(
+                        "expression table %s has only %d genes: RPKM is converted to TPM over the genes of the "
+                        "table, which is right only for a whole transcriptome (about 20,000 genes or more); "
+                        "with a TF-only table the TPMs come out far too high. Give TPM computed over all genes, "
+                        "or the whole RPKM table", user_table, len(df))
                 df = rpkm_to_tpm(df)
             self._user = _Table(df, self.panel, str(user_table))
             if self._shipped is not None:
@@ -290,7 +324,10 @@ class ExpressionSource:
             "(give your own RNA-seq table for others)")
 
     def matrix(self, contexts: str | Sequence[str]) -> np.ndarray:
-        contexts = parse_contexts(contexts)
+        """(C, G) float32 arcsinh(TPM) of ``contexts``: a comma-separated string, or a list already
+        parsed by :func:`parse_contexts` (as the session passes it)."""
+        if isinstance(contexts, str):
+            contexts = parse_contexts(contexts)
         sources = [self._source(c) for c in contexts]
         for table in {id(s): s for s in sources}.values():
             if table.n_missing:

@@ -1,4 +1,4 @@
-"""TSV tables: written without ever leaving a half-written file, read with their required columns checked."""
+"""TSV tables read with their required columns checked."""
 from __future__ import annotations
 
 import os
@@ -7,18 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from chromdragonn.errors import ChromDragoNNError
-
-
-def write_tsv(df: pd.DataFrame, path: str | os.PathLike, **to_csv_kwargs) -> None:
-    """TSV (no index) written to ``<path>.partial`` and renamed; the partial file is removed on failure."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        df.to_csv(tmp, sep="\t", index=False, **to_csv_kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_tsv(path: str | os.PathLike, what: str, columns, dtype: dict | None = None) -> pd.DataFrame:

@@ -1,36 +1,45 @@
-"""Saving and loading stage-2 weights, their gene panel, and fold ensembles.
+"""Saving and loading stage-2 weights, and fold ensembles.
 
 A weights file is a plain ``torch.save`` of a dict holding only tensors, strings,
 numbers and lists, so it loads with ``torch.load(..., weights_only=True)``::
 
-    {"format": "chromdragonn-weights/1",
+    {"format": "chromdragonn-weights/2",
      "config": {"n_genes": G, "with_mean": bool, "dropout": 0.3, "trunk": "resnet"},
      "genes": [G gene symbols, in input order],
      "expression_transform": "arcsinh_tpm",
+     "tensor_sha256": "<hex>",
      "state_dict": {...}}
+
+``tensor_sha256`` is a checksum of the state dict's own tensors (names, dtypes, shapes and bytes,
+as stored), checked on every load, whatever route loads the file (a path, model.yaml, Kipoi), so a
+damaged file is refused rather than silently giving other predictions.  Files of format 1 (no
+checksum) still load, with a warning.
 
 Tensors may be stored as float16 (half the size); they are cast back to float32
 on load.  The ordered gene panel is also shipped beside the weights as a TSV
-(``gene_panel.tsv``) so people and other tools can read it.
+(``gene_panel.tsv``, :func:`chromdragonn.inputs.expression.read_gene_panel`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
-import pandas as pd
 import torch
 
 from chromdragonn.errors import ChromDragoNNError
-from chromdragonn.model import ChromDragoNN, ConfigInputs, ModelConfig
-from chromdragonn.tables import read_tsv, write_tsv
+from chromdragonn.nn.model import ChromDragoNN, ConfigInputs, ModelConfig
+from chromdragonn.outputs.atomic import atomic_output
 
-WEIGHTS_FORMAT = "chromdragonn-weights/1"
+log = logging.getLogger(__name__)
+
+WEIGHTS_FORMAT = "chromdragonn-weights/2"
+LEGACY_FORMATS = ("chromdragonn-weights/1",)  # no tensor checksum
 EXPRESSION_TRANSFORM = "arcsinh_tpm"
-GENE_PANEL_COLUMNS = ["gene_symbol", "ensembl_id", "fill_arcsinh_tpm"]
 
 
 def md5sum(path: str | os.PathLike) -> str:
@@ -41,10 +50,14 @@ def md5sum(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def tensor_checksum(state: dict) -> str:
+    """sha256 over the state dict's tensors as stored: name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_weights(model: ChromDragoNN, path: str | os.PathLike, genes: Sequence[str],
@@ -62,10 +75,12 @@ def save_weights(model: ChromDragoNN, path: str | os.PathLike, genes: Sequence[s
                    "dropout": cfg.dropout, "trunk": cfg.trunk},
         "genes": list(genes),
         "expression_transform": EXPRESSION_TRANSFORM,
+        "tensor_sha256": tensor_checksum(state),
         "state_dict": state,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save(payload, path)
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
     return md5sum(path)
 
 
@@ -79,12 +94,33 @@ def read_weights_file(path: str | os.PathLike, md5: str | None = None) -> dict:
             raise ChromDragoNNError(f"weights file {path} has md5 {actual}, but model.yaml expects {md5}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or not a weights-only file
-        raise ChromDragoNNError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+    except pickle.UnpicklingError as exc:
+        # torch's message goes on to advise turning weights_only off, which would run code from the
+        # file; ours names what was refused, or says the file is not readable, and stops there.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise ChromDragoNNError(
+                f"refused to read weights file {path}: it holds Python objects other than tensors and plain "
+                f"values ({found.group(1)}); only ChromDragoNN weights files are read") from None
+        raise ChromDragoNNError(f"cannot read weights file {path}: not a weights file (damaged, or another format)") from None
+    except Exception as exc:  # corrupt, truncated, or not a torch file at all
+        first = " ".join(str(exc).split("\n")[0].split())
+        raise ChromDragoNNError(f"cannot read weights file {path}: {type(exc).__name__}: {first}") from None
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if fmt not in (WEIGHTS_FORMAT, *LEGACY_FORMATS):
         raise ChromDragoNNError(
             f"{path} is not a ChromDragoNN weights file (format {WEIGHTS_FORMAT}); "
             "original checkpoints are converted with `python -m chromdragonn.convert`")
+    if fmt == WEIGHTS_FORMAT:
+        state = payload.get("state_dict")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ChromDragoNNError(f"weights file {path} has no state dict of tensors")
+        if tensor_checksum(state) != payload.get("tensor_sha256"):
+            raise ChromDragoNNError(
+                f"weights file {path} is damaged: its tensors do not match the checksum stored with them")
+    else:
+        log.warning("weights file %s (format %s) carries no tensor checksum, so damage cannot be detected; "
+                    "re-save it with chromdragonn.save_weights", path, fmt)
     return payload
 
 
@@ -153,16 +189,3 @@ def load_models(paths: Sequence[str | os.PathLike], md5s: Sequence[str | None] |
     if len(loaded) == 1:
         return loaded[0]
     return Ensemble([m for m, _ in loaded]).eval(), genes
-
-
-def write_gene_panel(path: str | os.PathLike, symbols: Sequence[str], ensembl_ids: Sequence[str],
-                     fill_values: Sequence[float]) -> None:
-    """The ordered panel: model input i is row i; ``fill_arcsinh_tpm`` is used for missing genes."""
-    df = pd.DataFrame({"gene_symbol": list(symbols), "ensembl_id": list(ensembl_ids),
-                       "fill_arcsinh_tpm": np.round(np.asarray(fill_values, dtype=float), 6)})
-    write_tsv(df, path)
-
-
-def read_gene_panel(path: str | os.PathLike) -> pd.DataFrame:
-    df = read_tsv(path, "gene panel file", GENE_PANEL_COLUMNS, dtype={"gene_symbol": str, "ensembl_id": str})
-    return df[GENE_PANEL_COLUMNS]

@@ -9,8 +9,10 @@ Conventions (docs/DESIGN.md):
 """
 from __future__ import annotations
 
-import gzip
 import os
+import re
+import struct
+import warnings
 from pathlib import Path
 from typing import Collection, Iterable
 
@@ -20,10 +22,12 @@ from kipoiseq import Interval
 from kipoiseq.transforms.functional import one_hot_dna
 
 from chromdragonn.errors import ChromDragoNNError
+from chromdragonn.inputs.files import check_readable, gzip_kind, open_text
 
-WINDOW = 1000
+WINDOW = 1000  # bp of sequence the model reads: the one definition every module uses
 MEAN_BIN = 200  # the central bin whose mean accessibility is the model's extra input
 BED_COLUMNS = ["chrom", "start", "end", "name"]
+BIGWIG_MAGIC = (0x888FFC26).to_bytes(4, "little")
 
 # Mitochondrial spellings that are the same chromosome across UCSC / Ensembl / GENCODE.
 _MITO = ("chrM", "MT", "M", "chrMT")
@@ -46,27 +50,6 @@ def match_chrom(name: str, available: Collection[str]) -> str | None:
     return None
 
 
-def _check_readable(path: Path, what: str) -> None:
-    if not path.exists():
-        raise ChromDragoNNError(f"{what} not found: {path}")
-    if not path.is_file():
-        raise ChromDragoNNError(f"{what} is not a file: {path}")
-    if not os.access(path, os.R_OK):
-        raise ChromDragoNNError(f"{what} is not readable: {path}")
-
-
-def _gzip_kind(path: Path) -> str:
-    """'plain', 'bgzf' (block gzip, random access) or 'gzip' (plain gzip, no random access)."""
-    with open(path, "rb") as fh:
-        head = fh.read(18)
-    if head[:2] != b"\x1f\x8b":
-        return "plain"
-    # BGZF: gzip with FEXTRA set and a 'BC' extra subfield (SAM/BAM spec, section 4.1).
-    if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC":
-        return "bgzf"
-    return "gzip"
-
-
 class Genome:
     """A FASTA file read through pyfaidx: plain or bgzipped (plain gzip is refused).
 
@@ -77,21 +60,30 @@ class Genome:
         from pyfaidx import Fasta
 
         self.path = Path(fasta_path)
-        _check_readable(self.path, "FASTA file")
-        kind = _gzip_kind(self.path)
+        check_readable(self.path, "FASTA file")
+        kind = gzip_kind(self.path)
         if kind == "gzip":
+            # The suggested output gets a new name: `zcat X.fa.gz | bgzip > X.fa.gz` would truncate
+            # the input to 0 bytes before zcat reads it (the shell opens the output first).
+            stem = self.path.name.removesuffix(".gz").removesuffix(".fa").removesuffix(".fasta")
             raise ChromDragoNNError(
                 f"FASTA file {self.path} is gzip-compressed but not bgzipped, so it cannot be read at "
-                f"random positions; recompress it with `zcat {self.path.name} | bgzip > "
-                f"{self.path.name.removesuffix('.gz')}.gz` or unzip it")
+                f"random positions; recompress it to a new file with `zcat {self.path.name} | bgzip > "
+                f"{stem}.bgz.fa.gz` or unzip it")
         fai = Path(str(self.path) + ".fai")
         if not fai.exists() and not os.access(self.path.parent, os.W_OK):
             raise ChromDragoNNError(
                 f"FASTA file {self.path} has no index ({fai.name}) and its folder is not writable; "
                 f"run `samtools faidx {self.path}` where you can, or copy the FASTA to a writable folder")
+        if fai.exists():
+            check_fasta_index(self.path, fai, bgzf=kind == "bgzf")
         try:
-            self._fasta = Fasta(str(self.path), sequence_always_upper=True, rebuild=False,
-                                build_index=True)
+            with warnings.catch_warnings():
+                # pyfaidx warns when an index is older than its FASTA; check_fasta_index has already
+                # refused an index that does not fit the file, and a merely older one is still right.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self._fasta = Fasta(str(self.path), sequence_always_upper=True, rebuild=False,
+                                    build_index=True)
         except ChromDragoNNError:
             raise
         except Exception as exc:  # pyfaidx raises several types for unreadable/unindexable files
@@ -109,6 +101,16 @@ class Genome:
                 f"chromosome {chrom!r} is not in FASTA file {self.path} (also tried with and without "
                 f"the 'chr' prefix); it has: {shown}")
         return name
+
+    def check_interval(self, chrom: str, start: int, end: int, where: str) -> None:
+        """One-line error when an interval starts past the end of its chromosome (a wrong assembly,
+        or a sliced or truncated FASTA): its window would be all N. ``where`` names the record."""
+        name = self.resolve(chrom)
+        length = self.lengths[name]
+        if start >= length:
+            raise ChromDragoNNError(
+                f"{where} ({chrom}:{start}-{end}) starts past the end of {chrom} ({length:,} bp) in {self.path}; "
+                "is the FASTA the right assembly?")
 
     def fetch(self, chrom: str, start: int, end: int) -> str:
         """Upper-case sequence of [start, end) (0-based), N where it runs past either chromosome end."""
@@ -138,6 +140,62 @@ class Genome:
         return f"Genome({str(self.path)!r})"
 
 
+def check_fasta_index(fasta: Path, fai: Path, bgzf: bool) -> None:
+    """Refuse a .fai (or .gzi) index that points past the end of its FASTA: a truncated FASTA or a
+    stale index, which pyfaidx would use with only a warning and then read short or wrong sequence."""
+    size = fasta.stat().st_size
+    last_end = 0
+    try:
+        with open(fai) as fh:
+            for line in fh:
+                fields = line.split("\t")
+                if len(fields) < 5:
+                    continue
+                length, offset, line_bases, line_width = (int(x) for x in fields[1:5])
+                full, rest = divmod(length, line_bases) if line_bases else (0, length)
+                last_end = max(last_end, offset + full * line_width + rest)
+    except (OSError, ValueError):
+        raise ChromDragoNNError(f"FASTA index {fai} is not a readable .fai file; delete it to rebuild it") from None
+    hint = f"delete {fai.name}{' and ' + fasta.name + '.gzi' if bgzf else ''} to rebuild the index"
+    if not bgzf:
+        if last_end > size:
+            raise ChromDragoNNError(
+                f"FASTA index {fai} describes {last_end:,} bytes but {fasta} has {size:,}: the FASTA is "
+                f"truncated or the index is stale; {hint}")
+        return
+    gzi = Path(str(fasta) + ".gzi")
+    if not gzi.exists():
+        return
+    with open(gzi, "rb") as fh:
+        raw = fh.read()
+    n = struct.unpack_from("<Q", raw)[0] if len(raw) >= 8 else 0
+    if len(raw) != 8 + 16 * n:
+        raise ChromDragoNNError(f"BGZF index {gzi} is damaged; {hint}")
+    if n:
+        compressed, uncompressed = struct.unpack_from("<QQ", raw, 8 + 16 * (n - 1))
+        if compressed >= size or uncompressed > last_end + 2:  # + the final newline(s)
+            raise ChromDragoNNError(
+                f"BGZF index {gzi} points past the end of {fasta} ({size:,} bytes): the FASTA is truncated "
+                f"or the index is stale; {hint}")
+
+
+_REGION = re.compile(r"^\s*([^:\s]+):([\d,]+)-([\d,]+)\s*$")
+
+
+def parse_region(region: str) -> tuple[str, int, int]:
+    """``chr22:17,000,001-17,000,100`` (1-based, inclusive: samtools, IGV and UCSC style) ->
+    ``('chr22', 17000000, 17000100)``, 0-based half-open. The one region syntax of the package:
+    command-line options and training configs alike."""
+    m = _REGION.match(str(region))
+    if not m:
+        raise ChromDragoNNError(
+            f"region {region!r} is not CHROM:START-END (1-based, inclusive), e.g. chr22:17000001-17000200")
+    chrom, start, end = m.group(1), int(m.group(2).replace(",", "")), int(m.group(3).replace(",", ""))
+    if start < 1 or end < start:
+        raise ChromDragoNNError(f"region {region!r}: need 1 <= START <= END")
+    return chrom, start - 1, end
+
+
 def one_hot(seq: str) -> np.ndarray:
     """float32 (L, 4) in A, C, G, T order; lower case is read as upper case, anything else is zeros."""
     return one_hot_dna(seq.upper(), neutral_value=0.0, dtype=np.float32)
@@ -156,14 +214,6 @@ def centered_window(chrom: str, start: int, end: int, width: int = WINDOW) -> In
     return Interval(chrom, int(start), int(end)).resize(width)
 
 
-def _open_text(path: Path):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt")
-    return open(path, "rt")
-
-
 def read_bed(path: str | os.PathLike) -> pd.DataFrame:
     """BED (optionally gzipped) -> DataFrame chrom, start, end, name.
 
@@ -172,10 +222,10 @@ def read_bed(path: str | os.PathLike) -> pd.DataFrame:
     a one-line error naming file:line.
     """
     path = Path(path)
-    _check_readable(path, "BED file")
+    check_readable(path, "BED file")
     rows = []
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for lineno, line in enumerate(fh, start=1):
                 line = line.rstrip("\r\n")
                 if not line.strip() or line.startswith(("#", "track", "browser")):
@@ -219,7 +269,13 @@ class MeanAccessibility:
         import pyBigWig
 
         self.path = Path(bigwig_path)
-        _check_readable(self.path, "bigWig file")
+        check_readable(self.path, "bigWig file")
+        # libBigWig prints its own lines to stderr for a file it cannot open; check the magic number
+        # first, so the user sees only our one line.
+        with open(self.path, "rb") as fh:
+            magic = fh.read(4)
+        if magic not in (BIGWIG_MAGIC, BIGWIG_MAGIC[::-1]):
+            raise ChromDragoNNError(f"{self.path} is not a bigWig file (it does not start with the bigWig magic number)")
         try:
             bw = pyBigWig.open(str(self.path))
         except Exception:

@@ -1,0 +1,115 @@
+"""The one way this package writes a file: to ``<name>.partial`` beside it, renamed when complete.
+
+Nothing is ever left half-written under a final name, and nothing is left behind at all when the
+work fails, is interrupted (SIGINT, Ctrl-C) or is terminated (SIGTERM, what batch schedulers send):
+SIGTERM is turned into an exception for the duration of the write, so the same clean-up runs.
+Outputs that belong together (a table and its plot) are renamed together, only when all are complete.
+The output locations are checked before any work starts (:func:`check_output_path`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from chromdragonn.errors import ChromDragoNNError
+
+PARTIAL_SUFFIX = ".partial"
+
+
+class Terminated(BaseException):
+    """SIGTERM received; raised in the main thread so that ``finally`` blocks run."""
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` (main thread, default handler only)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
+    """A one-line error, before any work, if ``path`` cannot be written: its folder is missing or
+    not writable, or the path is a directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise ChromDragoNNError(f"{what} {path} is a directory; give a file name")
+    folder = path.parent
+    if not folder.exists():
+        raise ChromDragoNNError(f"output folder does not exist: {folder} (for {what} {path})")
+    if not folder.is_dir():
+        raise ChromDragoNNError(f"{folder} is not a folder (for {what} {path})")
+    _probe_writable(folder, f"output folder is not writable: {folder} (for {what} {path})")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """A one-line error, before any work, if ``path`` is not an existing, writable folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ChromDragoNNError(f"{what} does not exist: {path}")
+    if not path.is_dir():
+        raise ChromDragoNNError(f"{what} {path} is not a folder")
+    _probe_writable(path, f"{what} is not writable: {path}")
+    return path
+
+
+def _probe_writable(folder: Path, message: str) -> None:
+    """Create and remove a file in ``folder``: the only test that also holds for root, read-only
+    mounts and full disks (os.access says yes to root whatever the mode bits)."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".chromdragonn-probe-"):
+            pass
+    except OSError as exc:
+        raise ChromDragoNNError(f"{message} ({exc.strerror})") from None
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """Temporary paths for ``paths``; renamed onto them when the block completes, all removed on
+    any failure, interrupt or termination::
+
+        with atomic_outputs(tsv, png) as (tsv_tmp, png_tmp):
+            write(tsv_tmp); plot(png_tmp)
+    """
+    finals = [Path(p) for p in paths]
+    temps = [partial_path(p) for p in finals]
+    done = False
+    try:
+        with sigterm_raises():
+            yield temps
+            for tmp, final in zip(temps, finals):
+                os.replace(tmp, final)
+            done = True
+    finally:
+        if not done:
+            for tmp in temps:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_outputs` for one file."""
+    with atomic_outputs(path) as (tmp,):
+        yield tmp
