@@ -2,7 +2,8 @@
 # Installs everything this package needs into ./.venv (idempotent; a second run takes seconds).
 #   - Debian packages for the R example: r-base-core, r-cran-reticulate (only when missing; needs root)
 #   - Python 3.11 venv with the pinned stack (requirements.txt), kipoi-veff 0.3.1 without its
-#     unbuildable pyvcf dependency (PyVCF3 stands in), and this package in editable mode.
+#     unbuildable pyvcf dependency (PyVCF3 stands in), anndata 0.12.19 without its pandas<3 pin,
+#     and this package in editable mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,7 @@ if [ ! -f "$stamp" ]; then
   pip_install "torch==2.13.0"
   pip_install -r requirements.txt
   pip_install --no-deps "kipoi-veff==0.3.1"
+  pip_install --no-deps "anndata==0.12.19"  # declares pandas<3; see requirements.txt
   pip_install --no-deps -e .
   rm -f .venv/.installed-*
   touch "$stamp"
