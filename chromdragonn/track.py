@@ -209,11 +209,23 @@ class FoldParts:
     trunk: torch.nn.Module
     head: SplitHead
     checksum: str
+    compiled: bool = False   # a compiled trunk always gets full chunks (one shape, one compilation)
 
 
-def fold_parts(model) -> list[FoldParts]:
-    return [FoldParts(inference_trunk(m.trunk), SplitHead(m), tensor_checksum(m.state_dict()))
-            for m in _members(model)]
+# torch.compile of the inference trunk costs about 40 s per fold once and then saves about 10% of the
+# trunk's time on this CPU (benchmarks/bench_track.py); worth it from about this many trunk passes.
+COMPILE_FROM_PASSES = 20_000
+COMPILE_CHOICES = ("auto", "yes", "no")
+
+
+def fold_parts(model, compile_trunk: bool = False) -> list[FoldParts]:
+    parts = []
+    for m in _members(model):
+        trunk = inference_trunk(m.trunk)
+        if compile_trunk:
+            trunk = torch.compile(trunk, dynamic=False)
+        parts.append(FoldParts(trunk, SplitHead(m), tensor_checksum(m.state_dict()), compile_trunk))
+    return parts
 
 
 # ---------------------------------------------------------------------------
@@ -322,9 +334,12 @@ def _chunk_inputs(run: TrackRun, chroms, starts) -> tuple[torch.Tensor, torch.Te
 
 
 def _per_bin(run: TrackRun, fold: FoldParts, x: torch.Tensor, mean) -> torch.Tensor:
+    n = len(x)
+    if fold.compiled and n < CHUNK:  # the last chunk, padded to the compiled shape
+        x = torch.cat([x, x.new_zeros(CHUNK - n, *x.shape[1:])])
     with torch.no_grad():
-        feats = fold.trunk(x)
-    run.trunk_passes += len(x)
+        feats = fold.trunk(x)[:n]
+    run.trunk_passes += n
     return fold.head.per_bin(feats, mean)
 
 
@@ -504,7 +519,7 @@ def _work_folder(out_dir: Path, ranks: Ranks) -> Iterator[Path]:
 def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, chromosomes=None,
                expression=None, expression_units: str = "tpm", model=None, mean_bigwig=None,
                step: int = DEFAULT_STEP, cache=None, reference_context: str | None = None, matrix=None,
-               device: str = "cpu", progress: bool = True) -> TrackRun:
+               device: str = "cpu", compile_trunk: str = "auto", progress: bool = True) -> TrackRun:
     """Write ``OUT_DIR/<context>.bw`` for every context (``contexts="all"``: every context of the
     expression tables) and the optional difference tracks and matrix.  Returns the run, whose
     ``trunk_passes`` says how many windows went through a trunk (0 with a warm cache)."""
@@ -529,8 +544,16 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
     cache_dir = Path(cache) if cache is not None else None
     if cache_dir is not None:
         check_cache_location(cache_dir)
-    run = TrackRun(session, genome, tiling, fold_parts(session.model), Ranks(session.device))
+    if compile_trunk not in COMPILE_CHOICES:
+        raise ChromDragoNNError(f"--compile must be one of {', '.join(COMPILE_CHOICES)}, got {compile_trunk!r}")
     n_bins = tiling.n_bins
+    will_run_trunk = cache_dir is None or not (cache_dir / "meta.json").is_file()
+    passes = n_bins * len(getattr(session.model, "members", [session.model]))
+    use_compile = will_run_trunk and (compile_trunk == "yes"
+                                      or (compile_trunk == "auto" and passes >= COMPILE_FROM_PASSES))
+    if use_compile:
+        log.info("compiling the inference trunk (torch.compile; about 40 s per fold, once)")
+    run = TrackRun(session, genome, tiling, fold_parts(session.model, use_compile), Ranks(session.device))
     log.info("%s bins of %d bp every %d bp over %d region(s); %d context(s); %d fold model(s)",
              f"{n_bins:,}", BIN, tiling.step, len(tiling.regions), len(session.contexts), len(run.parts))
 
@@ -572,7 +595,7 @@ def _run(args) -> int:
                chromosomes=args.chromosomes, expression=args.expression, expression_units=args.expression_units,
                model=model_option(args), mean_bigwig=args.mean_bigwig, step=args.step, cache=args.cache,
                reference_context=args.reference_context, matrix=args.matrix, device=args.device,
-               progress=not args.quiet)
+               compile_trunk=args.compile, progress=not args.quiet)
     return 0
 
 
@@ -592,4 +615,6 @@ def add_cli(subparsers, common) -> None:
     p.add_argument("--cache", default=None, help="sequence-feature cache folder (built when new or empty)")
     p.add_argument("--reference-context", default=None, help="also write <context>_minus_<this>.bw")
     p.add_argument("--matrix", default=None, help="bins x contexts matrix as AnnData (.h5ad)")
+    p.add_argument("--compile", default="auto", choices=list(COMPILE_CHOICES),
+                   help=f"torch.compile the trunk (auto: from {COMPILE_FROM_PASSES:,} trunk passes, where it pays)")
     p.set_defaults(func=_run)

@@ -292,3 +292,32 @@ def test_context_groups_cover_the_shipped_contexts():
     groups = context_groups(shipped + ["mine"])
     assert groups.loc["E116", "group"] == "ENCODE2012" and groups.loc["E003", "group"] == "ESC"
     assert groups.loc["mine", "group"] == "your RNA-seq" and (groups["group"] != "your RNA-seq").sum() == 56
+
+
+def test_a_compiled_trunk_gets_full_chunks(tmp_path, random_weights, monkeypatch):
+    """The last, short chunk is padded to CHUNK windows for a compiled trunk (one shape, one compilation)
+    and only its own bins are kept; here the padding path runs on the uncompiled trunk."""
+    import chromdragonn.track as track
+
+    shapes = []
+    real_fold_parts = track.fold_parts
+
+    def parts_marked_compiled(model, compile_trunk=False):
+        parts = real_fold_parts(model, False)
+        for p in parts:
+            p.compiled = True
+            inner = p.trunk
+            p.trunk = lambda x, inner=inner: (shapes.append(tuple(x.shape)), inner(x))[1]
+        return parts
+
+    monkeypatch.setattr(track, "fold_parts", parts_marked_compiled)
+    (tmp_path / "padded").mkdir()
+    run = make_track(FASTA, ["E003"], tmp_path / "padded", region=REGION, model=str(random_weights[0]),
+                     mean_bigwig=MEAN_BW, compile_trunk="yes", progress=False)
+    assert shapes == [(CHUNK, 1000, 4)] and run.trunk_passes == 37
+    monkeypatch.undo()
+    make_track(FASTA, ["E003"], tmp_path, region=REGION, model=str(random_weights[0]), mean_bigwig=MEAN_BW,
+               compile_trunk="no", progress=False)
+    starts = _bin_starts(17_000_000, 17_002_000, 50)
+    np.testing.assert_allclose(_track_values(tmp_path / "padded" / "E003.bw", starts, 50),
+                               _track_values(tmp_path / "E003.bw", starts, 50), atol=P_ATOL, rtol=0)

@@ -42,3 +42,16 @@ def test_config_keys_and_types_are_checked(tmp_path, capsys):
         assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {cfg}: ") and message in err and err.count("\n") == 1
+
+
+def test_fold_counts_are_checked():
+    import pytest
+
+    from chromdragonn.errors import ChromDragoNNError
+    from chromdragonn.training.folds import make_folds
+
+    contexts = [f"E{i:03d}" for i in range(20)]
+    with pytest.raises(ChromDragoNNError, match="number of folds must be a whole number >= 2, got 0"):
+        make_folds(contexts, n_folds=0)
+    with pytest.raises(ChromDragoNNError, match="number of validation contexts must be a whole number >= 1, got -1"):
+        make_folds(contexts, n_valid=-1)

@@ -27,6 +27,10 @@ ROLES = ("train", "valid", "test")
 def make_folds(contexts: Sequence[str], n_folds: int = 5, n_valid: int = 4, seed: int = 0) -> pd.DataFrame:
     """DataFrame (fold, context, role), role in train / valid / test; every context is test once."""
     contexts = list(contexts)
+    if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
+        raise ChromDragoNNError(f"the number of folds must be a whole number >= 2, got {n_folds!r}")
+    if isinstance(n_valid, bool) or int(n_valid) != n_valid or n_valid < 1:
+        raise ChromDragoNNError(f"the number of validation contexts must be a whole number >= 1, got {n_valid!r}")
     if len(contexts) < n_folds + n_valid + 1:
         raise ChromDragoNNError(f"{len(contexts)} contexts are too few for {n_folds} folds with {n_valid} validation contexts")
     rng = np.random.default_rng(seed)
