@@ -6,7 +6,7 @@ the default model (the 5-fold ensemble of model.yaml):
   fill      the cache fill (folded trunk of 5 folds + fc1's per-bin part) on the same bins: s per bin
   cached    one new context from a warm cache over ALL 118,997 bins (the cache files are full size;
             bins beyond the --bins measured ones repeat their values, which changes no arithmetic)
-  floor     the fc2 matmul alone over all bins, 5 folds, in the same chunks: what `cached` cannot beat
+  floor     the fc2 matmul alone over all bins, 5 folds, in the same blocks: what `cached` cannot beat
 and the trunk paths on one chunk of real windows: eager (the model as trained) against the inference
 trunk (batch norm folded; optionally torch.compile), with the largest P difference after the head.
 Anonymous memory (RssAnon) peaks of the cached path over --bins bins and over all bins show that
@@ -39,6 +39,7 @@ from chromdragonn.nn.fast_trunk import inference_trunk  # noqa: E402
 from chromdragonn.track import (  # noqa: E402
     CHUNK,
     FEATURES,
+    HEAD_ROWS,
     CacheKey,
     FeatureCache,
     Ranks,
@@ -86,6 +87,30 @@ def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+# UCSC hg19.chrom.sizes, chr1-22, X, Y and M (3,095,693,983 bp; gaps included, as the tiling covers them).
+HG19_BP = 3_095_693_983
+TRUNK_GMAC = 1.0217    # multiply-adds of the ResNet trunk per 1 kb window (its convolutions), per fold
+GPU_TFLOPS = 100.0     # assumed achieved on one recent data-centre GPU with bf16 autocast: an assumption
+
+
+def scale_on_paper(fill_s_per_bin: float, cached_s_per_bin: float, folds: int) -> str:
+    """Whole-genome figures from the measured per-bin costs (CPU) and an assumed GPU throughput."""
+    gpu_fill = folds * 2 * TRUNK_GMAC * 1e9 / (GPU_TFLOPS * 1e12)  # s per bin, trunks only
+    rows = ["Scale on paper (whole hg19, the default 5-fold ensemble): CPU figures are the per-bin costs measured "
+            "above times the number of bins; GPU figures are an ESTIMATE from the trunk's "
+            f"{TRUNK_GMAC:.2f} GMAC per window and fold at an assumed {GPU_TFLOPS:.0f} TFLOP/s achieved, not a "
+            "measurement.", "",
+            "| step | bins | cache on disk (float16) | cache fill, this CPU | cache fill, one GPU (estimate) | "
+            "one new context from the cache, this CPU |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    for step in (50, 200):
+        bins = HG19_BP // step
+        size_gb = bins * 1000 * 2 * folds / 1e9
+        rows.append(f"| {step} | {bins / 1e6:,.1f} M | {size_gb:,.0f} GB | {bins * fill_s_per_bin / 86400:,.1f} days | "
+                    f"{bins * gpu_fill / 3600:,.1f} h | {bins * cached_s_per_bin / 3600:,.1f} h |")
+    return "\n".join(rows)
 
 
 def main() -> None:
@@ -158,15 +183,15 @@ def main() -> None:
         with PeakAnon() as mem_full:
             t_cached = timed(lambda: compute_tracks(run_c, tmp / "c_results.npy", cache_full, progress=False))
         assert run_c.trunk_passes == 0 and run_cs.trunk_passes == 0
-        # -- the floor: the fc2 matmul alone, 5 folds, same chunks; timed interleaved with the cached
+        # -- the floor: the fc2 matmul alone, 5 folds, same blocks; timed interleaved with the cached
         # path on a block of --floor-bins bins (best of 3 each: the ratio of two measurements made in
         # the same moments of a shared machine), and once over all bins
-        h1 = torch.relu(torch.randn(CHUNK, FEATURES))
+        h1 = torch.relu(torch.randn(HEAD_ROWS, FEATURES))
 
-        def floor(n_bins):
+        def floor(n_bins):  # one context: blocks of HEAD_ROWS bins, as the cached path runs them
             for part in parts:
-                for lo in range(0, n_bins, CHUNK):
-                    n = min(CHUNK, n_bins - lo)
+                for lo in range(0, n_bins, HEAD_ROWS):
+                    n = min(HEAD_ROWS, n_bins - lo)
                     torch.addmm(part.head.b2, h1[:n], part.head.w2.T)
 
         t_floor = timed(lambda: floor(full.n_bins))
@@ -186,7 +211,8 @@ def main() -> None:
     lines = [
         f"Machine: {platform.machine()}, torch {torch.__version__}, {args.threads} threads, CPU; the shipped 5-fold "
         f"ensemble; 1-min load average {load_before:.1f} at the start, {load_after:.1f} at the end "
-        f"({os.cpu_count()} CPUs, shared). Chunks of {CHUNK} bins.",
+        f"({os.cpu_count()} CPUs, shared). Chunks of {CHUNK} bins for the trunk, blocks of {HEAD_ROWS} "
+        "(bin, context) rows for the head from the cache.",
         "",
         "| path | bins | seconds | ms per bin | bins per second |",
         "|---|---:|---:|---:|---:|",
@@ -225,6 +251,7 @@ def main() -> None:
     base = trunk_rows[0][1]
     for name, t, dp in trunk_rows:
         lines.append(f"| {name} | {t:.2f} | {CHUNK / t:,.1f} | {base / t:.2f}x | {dp:.1e} |")
+    lines += ["", scale_on_paper(per_bin_fill, best_cached / block.n_bins, len(parts))]
     text = "\n".join(lines)
     print(text)
     command = "python benchmarks/bench_track.py " + " ".join(sys.argv[1:])

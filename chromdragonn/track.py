@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 BIN = 200            # bp per bin: the label resolution of the model
 DEFAULT_STEP = 50    # the paper's tiling
 CHUNK = 256          # bins per chunk: the unit of streaming, of batching and of sharding over ranks
+HEAD_ROWS = 2048     # (bin, context) rows per head pass from the cache: a block of whole chunks
 CACHE_FORMAT = "chromdragonn-track-cache/1"
 FEATURES = 1000      # numbers per bin in the cache: fc1's pre-activation without the expression part
 _CONTEXT_NAME = re.compile(r"^[^/\\\x00]+$")
@@ -89,8 +90,11 @@ class Tiling:
             first += n
         return chroms, (np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)).astype(np.int64)
 
-    def chunks(self) -> list[tuple[int, int]]:
-        return [(lo, min(lo + CHUNK, self.n_bins)) for lo in range(0, self.n_bins, CHUNK)]
+    def chunks(self, chunks_per_block: int = 1) -> list[tuple[int, int]]:
+        """Bins ``[lo, hi)`` of consecutive blocks of ``chunks_per_block`` chunks (fixed boundaries,
+        whatever the number of ranks)."""
+        size = CHUNK * chunks_per_block
+        return [(lo, min(lo + size, self.n_bins)) for lo in range(0, self.n_bins, size)]
 
     def value_span(self, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The central ``step`` bp of each bin, where its value is written."""
@@ -396,7 +400,10 @@ def compute_tracks(run: TrackRun, results_path: Path, cache: FeatureCache | None
     valid_out = np.lib.format.open_memmap(results_path.with_name("valid.npy"), mode="r+")
     expression = run.session.expression_tensor().to(run.ranks.device)
     contexts_parts = [fold.head.per_context(expression) for fold in run.parts]
-    mine = run.ranks.mine(run.tiling.chunks())
+    # From the cache, the head runs on blocks of about HEAD_ROWS (bin, context) rows: fewer, larger
+    # passes; without it, chunk by chunk as the trunk runs.
+    per_block = max(1, HEAD_ROWS // (CHUNK * c)) if cache is not None else 1
+    mine = run.ranks.mine(run.tiling.chunks(per_block))
     bar = tqdm(total=sum(b - a for a, b in mine), unit="bin", desc=f"tracks ({c} contexts)",
                disable=not progress or not run.ranks.main)
     cached = [cache.open_fold(i) for i in range(len(run.parts))] if cache is not None else None

@@ -5,7 +5,7 @@ and mean columns.  ``SplitHead.per_bin`` computes that part (1,000 numbers per b
 cache stores); ``SplitHead.probability`` then runs only the per-context part, whose cost is the fc2
 matmul (1 MMAC per bin and context).  In eval mode batch norm is a per-unit affine map, so:
 
-    h1 = relu(a1 * (per_bin + expression @ W_expr.T) + c1)   a1 = g1 / sqrt(v1 + eps), c1 = b1 - m1 * a1
+    h1 = relu(a1 * per_bin + (a1 * expression @ W_expr.T + c1))   a1 = g1 / sqrt(v1 + eps), c1 = b1 - m1 * a1
     h2 = relu(h1 @ (a2 * W2).T + (a2 * (b2 - m2) + beta2))
     P  = sigmoid(h2 . (w3[1] - w3[0]) + (b3[1] - b3[0]))           (= softmax(fc3(h2))[1])
 
@@ -14,7 +14,6 @@ which is ``ExpressionHead.forward_grid`` rearranged (equal within float32 roundi
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def _bn_affine(bn: torch.nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,11 +42,12 @@ class SplitHead:
 
     @torch.no_grad()
     def per_bin(self, features: torch.Tensor, mean_acc: torch.Tensor | None) -> torch.Tensor:
-        """(N, 1000): fc1's trunk part, bias and mean part; the same for every context."""
+        """(N, 1000): a1 * (fc1's trunk part + bias + mean part), the same for every context (what the
+        track cache stores; bn1's scale applied here once per bin rather than once per context)."""
         out = torch.addmm(self.b1, features, self.w_trunk.T)
         if self.with_mean:
             out += mean_acc.reshape(-1, 1).to(out.dtype) * self.w_mean
-        return out
+        return out.mul_(self.a1)
 
     @torch.no_grad()
     def per_context(self, expression: torch.Tensor) -> torch.Tensor:
@@ -56,9 +56,11 @@ class SplitHead:
 
     @torch.no_grad()
     def probability(self, per_bin: torch.Tensor, per_context: torch.Tensor) -> torch.Tensor:
-        """(N, C) P(accessible) from cached ``per_bin`` (N, 1000) and ``per_context`` (C, 1000)."""
-        scaled = self.a1 * per_bin.float()
-        n, c = scaled.shape[0], per_context.shape[0]
-        h1 = F.relu(scaled[:, None, :] + per_context[None, :, :]).reshape(n * c, -1)
-        h2 = F.relu(torch.addmm(self.b2, h1, self.w2.T))
-        return torch.sigmoid(h2 @ self.w3 + self.b3).reshape(n, c)
+        """(N, C) P(accessible) from ``per_bin`` (N, 1000; float16 from the cache, or float32) and
+        ``per_context`` (C, 1000).  Few, fused passes: the fc2 matmul is the cost (1 MMAC per pair);
+        every other pass over the (N * C, 1000) activations is one more parallel region, which is
+        what a shared CPU makes expensive."""
+        n, c = per_bin.shape[0], per_context.shape[0]
+        h1 = torch.add(per_context[None, :, :], per_bin[:, None, :]).relu_().reshape(n * c, -1)  # -> float32
+        h2 = torch.addmm(self.b2, h1, self.w2.T).relu_()
+        return torch.sigmoid(torch.mv(h2, self.w3).add_(self.b3)).reshape(n, c)
