@@ -39,9 +39,19 @@ def read_matrix(path: str | os.PathLike):
             adata = anndata.read_h5ad(path)
     except Exception as exc:  # h5py / anndata raise many types for a file that is not an h5ad
         raise ChromDragoNNError(f"{path} is not an AnnData (.h5ad) file: {type(exc).__name__}") from None
+    contexts = list(map(str, adata.var_names))
+    x = np.asarray(adata.X, dtype=np.float32)
     if adata.n_vars < 3:
         raise ChromDragoNNError(f"{path} has {adata.n_vars} context(s); an embedding needs at least 3")
-    return list(map(str, adata.var_names)), np.asarray(adata.X, dtype=np.float32)
+    if adata.n_obs < 2:
+        raise ChromDragoNNError(f"{path} has {adata.n_obs} bin(s); an embedding needs at least 2")
+    twice = sorted({c for c in contexts if contexts.count(c) > 1})
+    if twice:
+        raise ChromDragoNNError(f"{path} names context(s) {', '.join(twice)} more than once")
+    if not np.isfinite(x).all():
+        raise ChromDragoNNError(f"{path} holds {int((~np.isfinite(x)).sum())} missing or infinite value(s); "
+                                "`chromdragonn track --matrix` writes none")
+    return contexts, x
 
 
 def embed(profiles: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
@@ -56,7 +66,10 @@ def embed(profiles: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     from sklearn.manifold import TSNE
 
     perplexity = float(min(15.0, max(2.0, (x.shape[0] - 1) / 3)))
-    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(pcs)
+    # The exact gradient: a few hundred contexts at most, and Barnes-Hut crashes on identical points
+    # (replicate samples whose profiles coincide).
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                method="exact").fit_transform(pcs)
 
 
 def context_groups(contexts) -> pd.DataFrame:
@@ -68,11 +81,16 @@ def context_groups(contexts) -> pd.DataFrame:
 
 
 def atlas_plot(matrix, output, expression=None, expression_units: str = "tpm", method: str = "tsne") -> Path:
-    output = check_output_path(output, "atlas PNG")
+    output = check_output_path(output, "atlas PNG", suffixes=(".png",), inputs=[matrix, expression])
     if method not in METHODS:
         raise ChromDragoNNError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
     contexts, x = read_matrix(matrix)
-    expr = expression_source(expression, expression_units).matrix(contexts)
+    source = expression_source(expression, expression_units)
+    unknown = [c for c in contexts if c not in source.contexts]
+    if unknown:
+        raise ChromDragoNNError(f"context {unknown[0]!r} of {matrix} is not in the expression tables; give the "
+                                "--expression table the track was made with")
+    expr = source.matrix(contexts)
     groups = context_groups(contexts)
     panels = [(embed(x.T, method), f"predicted accessibility ({x.shape[0]:,} bins)"),
               (embed(expr, method), f"TF expression ({expr.shape[1]:,} panel TFs, arcsinh TPM)")]
@@ -115,7 +133,9 @@ def add_cli(subparsers, common) -> None:
                     "predicted accessibility and, beside it, by their TF expression; coloured by Roadmap group.")
     p.add_argument("--matrix", required=True, help="the .h5ad of `chromdragonn track --matrix`")
     p.add_argument("--expression", default=None, help="the RNA-seq table the track used for your own contexts")
-    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
-    p.add_argument("--method", default="tsne", choices=list(METHODS))
-    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"],
+                   help="units of --expression (default: tpm)")
+    p.add_argument("--method", default="tsne", choices=list(METHODS),
+                   help="t-SNE on the first principal components (default) or the first two principal components")
+    p.add_argument("-o", "--output", required=True, help="output .png")
     p.set_defaults(func=_run)

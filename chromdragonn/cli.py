@@ -21,12 +21,13 @@ SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdra
 
 def common_options() -> argparse.ArgumentParser:
     """The options every prediction command shares: sequence, contexts, RNA-seq, model, mean track, device."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = OneLineParser(add_help=False)
     p.add_argument("--fasta", required=True, help="hg19 FASTA, plain or bgzipped")
     p.add_argument("--contexts", required=True, help="comma-separated context names, e.g. E003,E116,E123")
     p.add_argument("--expression", default=None,
                    help="your own RNA-seq table (genes x contexts); its contexts can then be named")
-    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"])
+    p.add_argument("--expression-units", default="tpm", choices=["tpm", "rpkm"],
+                   help="units of --expression: tpm (default) or rpkm (converted to TPM over the table's genes)")
     p.add_argument("--model", "--weights", dest="model", nargs="+", default=None,
                    help="'ensemble' (default: the 5 folds of model.yaml), a fold number 0-4, a Kipoi model folder, "
                         "or weights file(s), several averaged (space- or comma-separated)")
@@ -41,8 +42,15 @@ def model_option(args) -> str | None:
     return ",".join(args.model) if args.model else None
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one ``error:`` line like every other error of the package."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="chromdragonn",
         description="Chromatin accessibility from DNA sequence and TF expression (ChromDragoNN).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -225,8 +225,10 @@ def run_ism(region: str, fasta: str | os.PathLike, contexts, expression=None, ex
 
 
 def _run(args) -> int:
-    output = check_output_path(args.output, "output")
-    png = check_output_path(args.png if args.png else output.with_suffix(".png"), "mutation-map PNG")
+    inputs = [args.fasta, args.expression, args.mean_bigwig]
+    output = check_output_path(args.output, "output", suffixes=(".tsv", ".txt", ".npz"), inputs=inputs)
+    png = check_output_path(args.png if args.png else output.with_suffix(".png"), "mutation-map PNG",
+                            suffixes=(".png",), inputs=inputs)
     if png.resolve() == output.resolve():
         raise ChromDragoNNError(f"--png {png} is the same file as the output")
     if args.batch_size is not None:

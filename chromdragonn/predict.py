@@ -63,7 +63,8 @@ def predict(intervals, fasta, contexts, expression=None, expression_units: str =
 
 
 def _run(args) -> int:
-    check_output_path(args.output, "output TSV")
+    check_output_path(args.output, "output TSV", suffixes=(".tsv", ".txt"),
+                      inputs=[args.intervals, args.fasta, args.expression, args.mean_bigwig])
     df = predict(args.intervals, args.fasta, args.contexts, expression=args.expression,
                  expression_units=args.expression_units, mean_bigwig=args.mean_bigwig,
                  model=model_option(args), batch_size=args.batch_size, device=args.device, progress=not args.quiet)

@@ -33,7 +33,7 @@ import os
 import re
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -48,7 +48,7 @@ from chromdragonn.inputs.session import Session, positive_int
 from chromdragonn.nn.fast_trunk import inference_trunk
 from chromdragonn.nn.head_math import SplitHead
 from chromdragonn.nn.weights import md5sum, tensor_checksum
-from chromdragonn.outputs.atomic import atomic_outputs, check_output_dir, check_output_path
+from chromdragonn.outputs.atomic import PARTIAL_SUFFIX, atomic_outputs, check_output_dir, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,10 @@ def make_tiling(genome: Genome, step: int, region: str | None = None, bed=None,
             raise ChromDragoNNError("--chromosomes names no chromosome")
     regions = []
     for chrom, s, e, where in raw:
-        name = genome.resolve(chrom)
+        try:
+            name = genome.resolve(chrom)
+        except ChromDragoNNError as exc:
+            raise ChromDragoNNError(f"{where}: {exc}") from None
         if e > genome.lengths[name]:
             raise ChromDragoNNError(f"{where} ({chrom}:{s + 1}-{e}) runs past the end of {name} "
                                     f"({genome.lengths[name]:,} bp) in {genome.path}; is the FASTA the right assembly?")
@@ -202,6 +205,16 @@ class Ranks:
             import torch.distributed as dist
 
             dist.barrier()
+
+    def share(self, value):
+        """Rank 0's ``value`` on every rank."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 def _members(model) -> list:
@@ -311,11 +324,11 @@ class FeatureCache:
 class TrackRun:
     """Everything resolved and checked before the work starts."""
 
-    session: Session
+    session: Session = field(repr=False)
     genome: Genome
-    tiling: Tiling
-    parts: list[FoldParts]
-    ranks: Ranks
+    tiling: Tiling = field(repr=False)
+    parts: list[FoldParts] = field(repr=False)
+    ranks: Ranks = field(repr=False)
     trunk_passes: int = 0   # windows run through a trunk by this process (0 with a warm cache)
 
 
@@ -347,9 +360,42 @@ def _per_bin(run: TrackRun, fold: FoldParts, x: torch.Tensor, mean) -> torch.Ten
     return fold.head.per_bin(feats, mean)
 
 
+@contextlib.contextmanager
+def _cache_lock(cache: FeatureCache, ranks: Ranks) -> Iterator[None]:
+    """One builder per cache folder: ``<DIR>.lock``, created exclusively by rank 0, removed at the end."""
+    lock = cache.path.with_name(cache.path.name + ".lock")
+    problem = None
+    if ranks.main:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.close(fd)
+        except FileExistsError:
+            problem = (f"cache {cache.path} is being built by another run ({lock} exists); wait for it, or delete "
+                       "the lock file if no run is building it")
+    problem = ranks.share(problem)
+    if problem:
+        raise ChromDragoNNError(problem)
+    try:
+        yield
+    finally:
+        if ranks.main:
+            lock.unlink(missing_ok=True)
+
+
 def build_cache(run: TrackRun, cache: FeatureCache, progress: bool) -> None:
-    """Fill ``cache`` (trunk passes), writing to ``<DIR>.partial`` and renaming when complete."""
-    tmp = cache.path.with_name(cache.path.name + ".partial")
+    """Fill ``cache`` (trunk passes) under its lock, writing to ``<DIR>.partial`` and renaming when
+    complete; the partial folder is removed when the build fails or is interrupted."""
+    with _cache_lock(cache, run.ranks):
+        tmp = cache.path.with_name(cache.path.name + ".partial")
+        try:
+            _fill_cache(run, cache, tmp, progress)
+        finally:
+            if run.ranks.main:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fill_cache(run: TrackRun, cache: FeatureCache, tmp: Path, progress: bool) -> None:
     n = run.tiling.n_bins
     if run.ranks.main:
         if tmp.exists():
@@ -509,12 +555,12 @@ def check_cache_location(path: Path) -> None:
 
 @contextlib.contextmanager
 def _work_folder(out_dir: Path, ranks: Ranks) -> Iterator[Path]:
-    """A scratch folder beside the outputs for the results memory map; removed at the end."""
-    work = out_dir / ".chromdragonn-track.partial"
-    if ranks.main:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir()
-    ranks.barrier()
+    """This run's own scratch folder beside the outputs (for the results memory map), removed at the end;
+    runs sharing an output folder never share it."""
+    import tempfile
+
+    work = Path(ranks.share(tempfile.mkdtemp(prefix=".chromdragonn-track-", suffix=PARTIAL_SUFFIX, dir=out_dir)
+                            if ranks.main else None))
     try:
         yield work
     finally:
@@ -531,9 +577,8 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
     expression tables) and the optional difference tracks and matrix.  Returns the run, whose
     ``trunk_passes`` says how many windows went through a trunk (0 with a warm cache)."""
     out_dir = check_output_dir(out_dir)
-    matrix = check_output_path(matrix, "--matrix") if matrix is not None else None
-    if matrix is not None and matrix.suffix != ".h5ad":
-        raise ChromDragoNNError(f"--matrix {matrix}: give a file name ending in .h5ad (AnnData)")
+    inputs = [fasta, bed, expression, mean_bigwig]
+    matrix = check_output_path(matrix, "--matrix", suffixes=(".h5ad",), inputs=inputs) if matrix is not None else None
     genome = Genome(fasta)
     tiling = make_tiling(genome, step, region, bed, chromosomes)
     if isinstance(contexts, str) and contexts.strip().lower() == "all":
@@ -548,6 +593,18 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
         raise ChromDragoNNError(f"--reference-context {reference_context} is not among --contexts "
                                 f"({', '.join(session.contexts)})")
     session.check_chromosomes([c for c, _, _ in tiling.regions])
+    finals = [out_dir / name for name in output_names(session.contexts, reference_context)]
+    if matrix is not None:
+        finals.append(matrix)
+    seen: dict[Path, str] = {}
+    for path in finals:  # every target checked, and told apart, before any work
+        check_output_path(path, "output", inputs=inputs)
+        if path.resolve() in seen:
+            raise ChromDragoNNError(f"two outputs would be the same file {path}; a context named like a difference "
+                                    "track? rename it in the table")
+        seen[path.resolve()] = path.name
+    if reference_context is not None and len(session.contexts) == 1:
+        log.info("--reference-context %s is the only context: no difference track to write", reference_context)
     cache_dir = Path(cache) if cache is not None else None
     if cache_dir is not None:
         check_cache_location(cache_dir)
@@ -578,9 +635,6 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
                      f"{n_bins:,}")
             build_cache(run, feature_cache, progress)
 
-    finals = [out_dir / name for name in output_names(session.contexts, reference_context)]
-    if matrix is not None:
-        finals.append(matrix)
     with _work_folder(out_dir, run.ranks) as work:
         results_path = work / "results.npy"
         valid = compute_tracks(run, results_path, feature_cache, progress)
@@ -594,6 +648,9 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
             gaps = int(n_bins - np.count_nonzero(valid))
             log.info("wrote %d bigWig track(s)%s to %s%s", n_tracks, " and the matrix" if matrix else "", out_dir,
                      f"; {gaps:,} bins whose 200 bp are all N have no value" if gaps else "")
+            if gaps == n_bins:
+                log.warning("every bin of the regions is all N in %s (an assembly gap?): the tracks have no values",
+                            genome.path)
     return run
 
 
@@ -611,14 +668,15 @@ def add_cli(subparsers, common) -> None:
         "track", parents=[common], help="bigWig tracks of P(accessible) over regions, for any RNA-seq sample",
         description="Tile regions with 200 bp bins every --step bp and write one bigWig of P(accessible) per "
                     "context (each bin's value over its central --step bp). --contexts all: every context of "
-                    "the expression tables. --cache DIR keeps the sequence features, so later runs in new "
+                    "the expression tables (the 56 Roadmap epigenomes and the columns of --expression). --cache DIR keeps the sequence features, so later runs in new "
                     "contexts skip the trunk. Runs sharded under torchrun.")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--region", help="CHROM:START-END, 1-based inclusive")
     where.add_argument("--bed", help="BED file of regions (overlapping ones are merged)")
     where.add_argument("--chromosomes", help="comma-separated whole chromosomes of the FASTA, e.g. 22")
     p.add_argument("-o", "--output", required=True, help="output folder (must exist): <context>.bw per context")
-    p.add_argument("--step", type=int, default=DEFAULT_STEP, help=f"bp between bins (default {DEFAULT_STEP})")
+    p.add_argument("--step", type=int, default=DEFAULT_STEP,
+                   help=f"bp between bins, 1 to {BIN} (default {DEFAULT_STEP}, the paper's tiling)")
     p.add_argument("--cache", default=None, help="sequence-feature cache folder (built when new or empty)")
     p.add_argument("--reference-context", default=None, help="also write <context>_minus_<this>.bw")
     p.add_argument("--matrix", default=None, help="bins x contexts matrix as AnnData (.h5ad)")

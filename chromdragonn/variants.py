@@ -42,7 +42,7 @@ from chromdragonn.inputs.genome import WINDOW, Genome, match_chrom, one_hot_batc
 from chromdragonn.inputs.session import Session, positive_int
 from chromdragonn.outputs.atomic import atomic_output, check_output_path
 from chromdragonn.outputs.tables import FLOAT_FORMAT
-from chromdragonn.outputs.vcf import ScoreVcfWriter, is_vcf_output
+from chromdragonn.outputs.vcf import VCF_SUFFIXES, ScoreVcfWriter, is_vcf_output
 from chromdragonn.scores import DEFAULT_SCORE, SCORES, compute_scores, parse_scores
 
 log = logging.getLogger(__name__)
@@ -392,7 +392,8 @@ def write_variant_scores(vcf, fasta, contexts, output, expression=None, expressi
 
     Never half-written (:mod:`chromdragonn.outputs.atomic`).  Returns (DataFrame or None, Counts).
     """
-    output = check_output_path(output, "output")
+    output = check_output_path(output, "output", suffixes=(".tsv", ".txt") + VCF_SUFFIXES,
+                               inputs=[vcf, fasta, expression, mean_bigwig])
     reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
                                       ref_mismatch, mean_bigwig, both_strands, batch_size, device)
     try:

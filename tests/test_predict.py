@@ -207,6 +207,7 @@ def run_cli(capsys):
         out, err = capsys.readouterr()
         return code, out, err
 
+    run.capsys = capsys
     return run
 
 
@@ -458,3 +459,28 @@ def test_output_location_is_checked_before_any_work(run_cli, out_dir, tmp_path, 
               "read-only folder": Path("/sys/chromdragonn_p.tsv")}[where]
     msg = _fails(run_cli, _argv([tmp_path / "missing.pt"], output), out_dir)
     assert message in msg
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "mps"], "unknown device 'mps'; use cpu, cuda or cuda:N"),
+    (["--batch-size", "2.5"], "argument --batch-size: invalid int value: '2.5'"),
+    (["--model", "0", "1"], "a fold number (0) stands alone"),
+])
+def test_more_options_give_one_line(run_cli, out_dir, random_weights, argv, message):
+    base = [a for a in _argv(random_weights[:1], out_dir / "p.tsv") if a not in ("--weights", str(random_weights[0]))]
+    try:
+        code, _, err = run_cli(base + argv)
+    except SystemExit as exc:  # argparse's own errors exit from parse_args, as they do for users
+        code, err = exc.code, run_cli.capsys.readouterr().err
+    assert code == 2 and message in err and err.strip().count("\n") == 0 and err.startswith("error: "), err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_an_output_that_is_an_input_or_of_an_unknown_format_is_refused(run_cli, out_dir, random_weights, tmp_path):
+    bed = tmp_path / "same.bed"
+    bed.write_text(BED.read_text())
+    msg = _fails(run_cli, _argv(random_weights[:1], bed, **{"--intervals": bed}), out_dir)
+    assert msg == f"error: output TSV {bed} is also an input of this command; give another output name"
+    assert bed.read_text() == BED.read_text()
+    msg = _fails(run_cli, _argv(random_weights[:1], out_dir / "p.csv"), out_dir)
+    assert "give a file name ending in .tsv or .txt" in msg

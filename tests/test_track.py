@@ -321,3 +321,67 @@ def test_a_compiled_trunk_gets_full_chunks(tmp_path, random_weights, monkeypatch
     starts = _bin_starts(17_000_000, 17_002_000, 50)
     np.testing.assert_allclose(_track_values(tmp_path / "padded" / "E003.bw", starts, 50),
                                _track_values(tmp_path / "E003.bw", starts, 50), atol=P_ATOL, rtol=0)
+
+
+def test_runs_sharing_an_output_folder_or_a_cache_do_not_collide(tmp_path, random_weights):
+    """Each run has its own scratch folder (another run's is left alone), and a cache being built by
+    another run (its lock file exists) is refused instead of being overwritten."""
+    other = tmp_path / ".chromdragonn-track-other.partial"
+    other.mkdir()
+    (other / "results.npy").write_bytes(b"another run's")
+    make_track(FASTA, ["E003"], tmp_path, region=REGION, model=str(random_weights[0]), mean_bigwig=MEAN_BW,
+               progress=False)
+    assert (other / "results.npy").read_bytes() == b"another run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".chromdragonn-track-other.partial", "E003.bw"]
+    (tmp_path / "c.lock").write_text("12345\n")
+    with pytest.raises(ChromDragoNNError, match=r"cache .*c is being built by another run \(.*c.lock exists\)"):
+        make_track(FASTA, ["E003"], tmp_path, region=REGION, model=str(random_weights[0]), mean_bigwig=MEAN_BW,
+                   cache=tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()
+
+
+def test_output_names_are_checked_before_any_work(tmp_path, random_weights):
+    (tmp_path / "E116.bw").mkdir()
+    with pytest.raises(ChromDragoNNError, match=r"output .*E116.bw is a directory"):
+        make_track(FASTA, ["E003", "E116"], tmp_path, region=REGION, model=str(random_weights[0]), progress=False)
+    table = tmp_path / "t.tsv"
+    table.write_text("gene\tE116_minus_E003\nGATA1\t5\nTAL1\t3\n")
+    out = tmp_path / "o"
+    out.mkdir()
+    with pytest.raises(ChromDragoNNError, match="two outputs would be the same file .*E116_minus_E003.bw"):
+        make_track(FASTA, ["E003", "E116", "E116_minus_E003"], out, region=REGION, expression=table,
+                   reference_context="E003", model=str(random_weights[0]), progress=False)
+    assert list(out.iterdir()) == []
+
+
+def _h5ad(path, x, contexts):
+    import anndata
+
+    obs = pd.DataFrame({"chrom": pd.Categorical(["22"] * x.shape[0])},
+                       index=pd.Index([f"b{i}" for i in range(x.shape[0])], dtype=object))
+    anndata.AnnData(X=x.astype(np.float32), obs=obs, var=pd.DataFrame(index=pd.Index(contexts, dtype=object))
+                    ).write_h5ad(path)
+    return path
+
+
+def test_atlas_plot_of_replicates_and_of_bad_matrices(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6))
+    x[:, 1] = x[:, 2] = x[:, 0]  # three contexts with identical predictions (replicates)
+    contexts = ["E003", "E004", "E005", "E116", "E123", "E071"]
+    png = tmp_path / "a.png"
+    assert main(["atlas-plot", "--matrix", str(_h5ad(tmp_path / "rep.h5ad", x, contexts)), "-o", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    nan = x.copy()
+    nan[3, 2] = np.nan
+    for path, message in [(_h5ad(tmp_path / "nan.h5ad", nan, contexts), "1 missing or infinite value"),
+                          (_h5ad(tmp_path / "one.h5ad", x[:1], contexts), r"has 1 bin\(s\)"),
+                          (_h5ad(tmp_path / "dup.h5ad", x, contexts[:5] + ["E003"]), r"names context\(s\) E003 more than once"),
+                          (_h5ad(tmp_path / "mine.h5ad", x, contexts[:5] + ["my_sample"]),
+                           "context 'my_sample' of .* is not in the expression tables; give the --expression table")]:
+        assert main(["atlas-plot", "--matrix", str(path), "-o", str(tmp_path / "b.png")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and __import__("re").search(message, err), err
+    assert main(["atlas-plot", "--matrix", str(tmp_path / "rep.h5ad"), "-o", str(tmp_path / "a.pdf")]) == 2
+    assert "give a file name ending in .png" in capsys.readouterr().err
+    assert not (tmp_path / "b.png").exists()

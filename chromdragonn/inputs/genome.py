@@ -105,7 +105,10 @@ class Genome:
     def check_interval(self, chrom: str, start: int, end: int, where: str) -> None:
         """One-line error when an interval starts past the end of its chromosome (a wrong assembly,
         or a sliced or truncated FASTA): its window would be all N. ``where`` names the record."""
-        name = self.resolve(chrom)
+        try:
+            name = self.resolve(chrom)
+        except ChromDragoNNError as exc:
+            raise ChromDragoNNError(f"{where}: {exc}") from None
         length = self.lengths[name]
         if start >= length:
             raise ChromDragoNNError(

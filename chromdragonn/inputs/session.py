@@ -105,7 +105,12 @@ def resolve_model(model=None):
         m = re.fullmatch(r"(?:fold)?(\d+)", model.strip().lower())
         if m and not Path(model).exists():
             return _default_fold(int(m.group(1)))
-        model = [p.strip() for p in model.split(",") if p.strip()]
+        model = [p.strip() for p in re.split(r"[,\s]+", model) if p.strip()]
+        folds = [p for p in model if re.fullmatch(r"(?:fold)?\d+", p.lower()) and not Path(p).exists()]
+        if folds:
+            raise ChromDragoNNError(
+                f"--model {' '.join(model)}: a fold number ({folds[0]}) stands alone; to average several folds "
+                "give their weights files (weights/foldN.with_mean.pt ...), or 'ensemble' for all of them")
     items = [model] if isinstance(model, os.PathLike) else list(model)
     if len(items) == 1 and Path(items[0]).is_dir():
         folder = Path(items[0])
@@ -137,20 +142,20 @@ def model_label(model) -> str:
 
 
 def resolve_device(name: str | torch.device = "cpu") -> torch.device:
+    """cpu, cuda or cuda:N (the devices this package is tested on)."""
     name = str(name)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ChromDragoNNError(f"unknown device {name!r}; use cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ChromDragoNNError(f"device {name!r} asked for, but torch sees no CUDA device")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ChromDragoNNError(f"unknown device {name!r}; use cpu or cuda") from None
+    return torch.device(name)
 
 
 def positive_int(value, name: str) -> int:
     """``value`` as an int >= 1, or a one-line error naming the option."""
     try:
         number = int(value)
-        ok = number == float(value) and number >= 1
+        ok = not isinstance(value, bool) and number == float(value) and number >= 1
     except (TypeError, ValueError):
         ok = False
     if not ok:
@@ -184,6 +189,8 @@ def context_expression(contexts: Sequence[str], genes: Sequence[str], expression
 def open_mean_track(model, mean_bigwig=None) -> MeanAccessibility | None:
     """The mean-accessibility track when the model takes it, else None."""
     if not model.with_mean:
+        if mean_bigwig is not None:
+            log.info("this model takes no mean-accessibility input: --mean-bigwig %s is not used", mean_bigwig)
         return None
     bw = Path(mean_bigwig) if mean_bigwig is not None else paths.MEAN_BIGWIG
     if not bw.is_file():

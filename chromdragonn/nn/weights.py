@@ -104,7 +104,7 @@ def read_weights_file(path: str | os.PathLike, md5: str | None = None) -> dict:
                 f"values ({found.group(1)}); only ChromDragoNN weights files are read") from None
         raise ChromDragoNNError(f"cannot read weights file {path}: not a weights file (damaged, or another format)") from None
     except Exception as exc:  # corrupt, truncated, or not a torch file at all
-        first = " ".join(str(exc).split("\n")[0].split())
+        first = " ".join(str(exc).split("\n")[0].split()).split(". ")[0][:160]
         raise ChromDragoNNError(f"cannot read weights file {path}: {type(exc).__name__}: {first}") from None
     fmt = payload.get("format") if isinstance(payload, dict) else None
     if fmt not in (WEIGHTS_FORMAT, *LEGACY_FORMATS):
@@ -115,7 +115,10 @@ def read_weights_file(path: str | os.PathLike, md5: str | None = None) -> dict:
         state = payload.get("state_dict")
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ChromDragoNNError(f"weights file {path} has no state dict of tensors")
-        if tensor_checksum(state) != payload.get("tensor_sha256"):
+        if "tensor_sha256" not in payload:
+            raise ChromDragoNNError(f"weights file {path} (format {fmt}) lacks the checksum of its tensors "
+                                    "(tensor_sha256); re-save it with chromdragonn.save_weights")
+        if tensor_checksum(state) != payload["tensor_sha256"]:
             raise ChromDragoNNError(
                 f"weights file {path} is damaged: its tensors do not match the checksum stored with them")
     else:

@@ -48,10 +48,20 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def check_output_path(path: str | os.PathLike, what: str = "output") -> Path:
+def check_output_path(path: str | os.PathLike, what: str = "output", suffixes: tuple[str, ...] | None = None,
+                      inputs=()) -> Path:
     """A one-line error, before any work, if ``path`` cannot be written: its folder is missing or
-    not writable, or the path is a directory."""
+    not writable, the path is a directory, its name does not end in one of ``suffixes`` (when given:
+    the formats the command writes), or it is one of the command's ``inputs`` (which it would replace)."""
     path = Path(path)
+    if path.is_dir():
+        raise ChromDragoNNError(f"{what} {path} is a directory; give a file name")
+    for item in inputs:
+        if item is not None and Path(item).exists() and Path(item).resolve() == path.resolve():
+            raise ChromDragoNNError(f"{what} {path} is also an input of this command; give another output name")
+    if suffixes and not path.name.lower().endswith(suffixes):
+        raise ChromDragoNNError(f"{what} {path}: give a file name ending in {' or '.join(suffixes)} (the format is "
+                                "chosen by the suffix)")
     if path.is_dir():
         raise ChromDragoNNError(f"{what} {path} is a directory; give a file name")
     folder = path.parent
@@ -93,6 +103,13 @@ def atomic_outputs(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             write(tsv_tmp); plot(png_tmp)
     """
     finals = [Path(p) for p in paths]
+    resolved = [p.resolve() for p in finals]
+    if len(set(resolved)) < len(resolved):
+        twice = next(p for p, r in zip(finals, resolved) if resolved.count(r) > 1)
+        raise ChromDragoNNError(f"two outputs of this command are the same file: {twice}")
+    for p in finals:  # checked before anything is written, so no rename can fail half-way on a folder
+        if p.is_dir():
+            raise ChromDragoNNError(f"output {p} is a directory; give a file name")
     temps = [partial_path(p) for p in finals]
     done = False
     try:
