@@ -8,7 +8,11 @@ from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.inputs.expression import ExpressionSource
 from chromdragonn.inputs.genome import Genome, one_hot
 from chromdragonn.training.motifs import log_odds, read_meme
-from chromdragonn.training.simulate import SimulatedAccessibility, sample_labels
+from chromdragonn.training.simulate import (
+    V2_DEFAULTS,
+    SimulatedAccessibility,
+    sample_labels,
+)
 
 SHARED = paths.SHARED_DATA
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
@@ -91,3 +95,87 @@ def test_label_draws_do_not_depend_on_chunking():
     parts = np.vstack([sample_labels(p[:15], seed=3), sample_labels(p[15:], seed=3, row_offset=15)])
     assert np.array_equal(whole, parts)
     assert 0.3 < whole.mean() < 0.7
+
+
+# ---- rule v2 (benchmark v2): rule v1 + a locus field along the chromosome --------------------
+
+@pytest.fixture(scope="module")
+def rule_v2():
+    return SimulatedAccessibility.default(2)
+
+
+def test_v2_is_3x_v1_sequence_part_plus_the_documented_field(rule, rule_v2, genome, expression):
+    """v2's sequence part is v1's x 3 (same motifs, thresholds, seeded weights x 3), plus the field:
+    logit_v2 - b0_v2 = 3 * (logit_v1 - b0_v1) + field."""
+    assert rule.version == 1 and rule_v2.version == 2
+    assert rule_v2.params["format"] == "chromdragonn-simulated-rule/2"
+    assert rule_v2.params["name"] == "simulated labels" and rule_v2.tfs == rule.tfs
+    for key in ("gc_mean", "gc_sd", "cpg_mean", "cpg_sd"):
+        assert rule_v2.params[key] == rule.params[key], key
+    assert (rule_v2.params["a_gc"], rule_v2.params["a_cpg"]) == (2.4, 3.0)
+    assert (rule.params["a_gc"], rule.params["a_cpg"]) == (0.8, 1.0)
+    for v1, v2 in zip(rule.params["constitutive_motifs"] + rule.params["context_motifs"],
+                      rule_v2.params["constitutive_motifs"] + rule_v2.params["context_motifs"]):
+        assert {k: v for k, v in v1.items() if k != "weight"} == {k: v for k, v in v2.items() if k != "weight"}
+        assert v2["weight"] == pytest.approx(3 * v1["weight"], rel=1e-12)
+    field = rule_v2.params["locus_field"]
+    assert (field["amplitude"], field["length"]) == (V2_DEFAULTS["field_amplitude"], V2_DEFAULTS["field_length"])
+    assert field["regions"] == [{"chrom": "22", "start": 16_050_000, "end": 22_000_000}]
+    contexts, expr = expression
+    centres = np.array([17_000_100, 18_500_100, 21_000_100])
+    x = np.stack([one_hot(genome.fetch("22", c - 500, c + 500)) for c in centres])
+    f = rule_v2.field("22", centres)
+    v1_part = 3 * (rule.logit(x, expr) - rule.params["b0"])
+    assert np.allclose(rule_v2.logit(x, expr, loci=("chr22", centres)) - rule_v2.params["b0"], v1_part + f[:, None],
+                       atol=1e-9)
+    assert np.abs(f).max() > 0.1
+    # no position, another chromosome, or off the simulated region: field 0
+    assert np.allclose(rule_v2.logit(x, expr) - rule_v2.params["b0"], v1_part, atol=1e-9)
+    assert np.array_equal(rule_v2.field(["21", "22", "22"], [17_000_100, 16_049_999, 22_000_000]), np.zeros(3))
+
+
+def test_v2_field_has_the_documented_sd_and_correlation_length(rule_v2):
+    """Over the 5.95 Mb region: SD ~ amplitude, autocorrelation ~ exp(-d^2 / (2 length^2)).
+
+    Tolerances: the realised field is one draw; over a region R long its variance and
+    autocorrelation estimates have a standard error of about sqrt(length / R) = 0.04 at
+    length 10 kb, and the 1,000 random features add sqrt(1 / 2000) = 0.02 to the correlation.
+    """
+    f = rule_v2.field
+    x = np.arange(16_050_000, 22_000_000, 500)
+    v = f("22", x)
+    assert abs(v.std() / f.amplitude - 1) < 0.15 and abs(v.mean()) < 0.2 * f.amplitude
+    for lag in (0.5, 1.0, 2.0, 3.0):
+        k = int(round(lag * f.length / 500))
+        r = np.corrcoef(v[:-k], v[k:])[0, 1]
+        assert abs(r - np.exp(-lag ** 2 / 2)) < 0.1, (lag, r)
+        assert abs(f.correlation(lag * f.length) - np.exp(-lag ** 2 / 2)) < 0.07
+
+
+def test_v2_positive_rates_and_the_mean_carries_the_field(rule_v2, genome, expression):
+    """Real windows every 2 kb over the simulated region (1,933 store-like bins), scored at their
+    positions: 3-10% positives per context (expected rates, the mean probability: 3.7-7.6% here; the
+    store's labels: 3.4-8.0%), and a bin's mean label over the 56 contexts follows the field beyond what
+    its sequence part predicts, which is what v2 is for: r = 0.38 here (about 0.02 standard error at
+    n = 1,933; without the field it would be ~0)."""
+    contexts, expr = expression
+    bl = [line.split()[:3] for line in open(SHARED / "genome" / "hg19-blacklist.v2.bed")]
+    bl = np.array([(int(a), int(b)) for c, a, b in bl if c in ("chr22", "22")])
+    starts = np.arange(16_060_000, 21_990_000, 2_000)  # a systematic sample: every 2 kb
+    seqs = [genome.fetch("22", s - 400, s + 600) for s in starts]
+    # the store's bins: no N in the window's bin, no blacklist overlap (preprocess.build_bins)
+    keep = [i for i, (s, q) in enumerate(zip(starts, seqs)) if "N" not in q[400:600].upper()
+            and not ((bl[:, 0] < s + 200) & (bl[:, 1] > s)).any()]
+    assert len(keep) > 1500
+    x = np.stack([one_hot(seqs[i]) for i in keep])
+    centres = starts[keep] + 100
+    p = rule_v2.probability(x, expr, loci=("22", centres))
+    rates = p.mean(axis=0)
+    assert 0.03 <= rates.min() and rates.max() <= 0.10, (rates.min(), rates.max())
+    field = rule_v2.field("22", centres)
+    const, occ = rule_v2.sequence_terms(x)
+    p_seq = 1 / (1 + np.exp(-rule_v2.logit_from_terms(const, occ, rule_v2.gates(expr))))  # no field
+    labels = sample_labels(p, seed=0)
+    resid = labels.mean(axis=1) - p_seq.mean(axis=1)
+    r = np.corrcoef(resid, field)[0, 1]
+    assert r > 0.25, r

@@ -47,7 +47,7 @@ def cmd_simulate(args) -> int:
     store, rule = build_simulated_store(
         args.out, args.fasta, args.rna, args.rna_units, args.gene_panel, args.lambert, args.motifs,
         args.chromosomes.split(","), args.regions.split(",") if args.regions else None, args.blacklist,
-        seed=args.seed, rule_out=args.rule_out)
+        seed=args.seed, rule_out=args.rule_out, rule_version=args.rule_version)
     print(f"wrote {store.directory}: {len(store)} bins x {len(store.contexts)} contexts (simulated labels); "
           f"context TFs {', '.join(rule.tfs)}")
     return 0
@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blacklist", default=str(SHARED / "genome" / "hg19-blacklist.v2.bed"))
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--rule-out", default=None, help="also write the fitted rule JSON here")
+    s.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
+                   help="1: the shipped models' rule (window only); 2: benchmark v2 (+ a locus field along the chromosome)")
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("preprocess", help="peaks + RNA-seq -> store")

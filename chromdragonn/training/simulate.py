@@ -24,6 +24,32 @@ The rule (all quantities of the central 200 bp bin, positions 400-599):
 Subtracting occ_mean_m keeps the overall positive rate steady when a TF is
 switched on (its sites open, the rest of the genome closes slightly); b0 is
 calibrated so that about 5% of (bin, context) pairs are positive.
+
+Two versions (``format`` in the rule JSON):
+
+* **rule v1** (``chromdragonn-simulated-rule/1``, ``simulated_rule.json``): the formula
+  above.  Accessibility is a function of the 1 kb window alone.  The shipped fold models
+  were trained on its labels; ``SimulatedAccessibility.default()`` is v1.
+* **rule v2** (``chromdragonn-simulated-rule/2``, ``simulated_rule_v2.json``, benchmark v2):
+  the same formula with every sequence effect 3 times v1's (a_gc 2.4, a_cpg 3.0, CTCF 9.0,
+  context weights drawn in [7.5, 12] with the same seed, i.e. exactly 3 x v1's; same motifs,
+  thresholds, occ_mean), b0 calibrated to 5.5% positives, plus a **locus field** shared by
+  all contexts that the window does not determine:
+
+      logit_v2(x, c, chrom, pos) = b0_v2 + 3 * (logit_v1(x, c) - b0_v1) + field(chrom, pos)
+
+  amplitude 2.7 logits, correlation length 10 kb, seed 0 (the rule's seed).
+
+  ``field`` (:class:`LocusField`) is a smooth seeded Gaussian-process-like function along
+  the chromosome: random Fourier features of a squared-exponential kernel, standard
+  deviation ``amplitude`` (logit units) and correlation length ``length`` (bp; correlation
+  exp(-d^2 / (2 length^2)) at distance d, 0.61 at d = length), drawn from the rule's seed.
+  ``pos`` is the bin's centre (bin start + 100).  The field is defined on the simulated
+  region (``locus_field.regions``); anywhere else, and for a window scored without a
+  position (``loci=None``), it is 0, its mean.  b0 is recalibrated with the field included.
+  Like chromatin domains, it makes a bin's mean accessibility across contexts carry
+  information that its sequence cannot give.  Its settings are :data:`RULE_SETTINGS` [2]; how
+  they were chosen (the oracle acceptance) is in training/REPORT.md.
 """
 from __future__ import annotations
 
@@ -45,9 +71,25 @@ from chromdragonn.outputs.atomic import atomic_output
 log = logging.getLogger(__name__)
 
 RULE_NAME = "simulated labels"
-RULE_FORMAT = "chromdragonn-simulated-rule/1"
+RULE_FORMAT = "chromdragonn-simulated-rule/1"      # rule v1: the window alone
+RULE_FORMAT_V2 = "chromdragonn-simulated-rule/2"   # rule v2: v1 + a locus field along the chromosome
+RULE_FORMATS = {1: RULE_FORMAT, 2: RULE_FORMAT_V2}
 DEFAULT_RULE = Path(__file__).resolve().parent / "simulated_rule.json"
+DEFAULT_RULE_V2 = Path(__file__).resolve().parent / "simulated_rule_v2.json"
+DEFAULT_RULES = {1: DEFAULT_RULE, 2: DEFAULT_RULE_V2}
 BIN_START, BIN_END = 400, 600  # central 200 bp of a 1,000 bp window
+
+
+# build_rule's settings per rule version.  v2 (benchmark v2): every sequence effect of v1 x 3
+# (a sharper rule: v2's sequence part is exactly 3 x v1's, same motifs, thresholds and seeded
+# weights), a locus field of SD 2.7 logits and correlation length 10 kb, 5.5% positives.
+# training/REPORT.md ("Benchmark v2 (simulated labels): oracle acceptance") has the variants tried.
+RULE_SETTINGS = {
+    1: {"target_rate": 0.05, "a_gc": 0.8, "a_cpg": 1.0, "weight_range": (2.5, 4.0), "constitutive_weight": 3.0},
+    2: {"target_rate": 0.055, "a_gc": 2.4, "a_cpg": 3.0, "weight_range": (7.5, 12.0), "constitutive_weight": 9.0,
+        "field_amplitude": 2.7, "field_length": 10_000.0},
+}
+V2_DEFAULTS = RULE_SETTINGS[2]
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -69,6 +111,82 @@ class MotifTerm:
     hi: float = 1.0
 
 
+def _chrom_key(name: str) -> str:
+    """'chr22' and '22' name the same chromosome."""
+    name = str(name)
+    return name[3:] if name.lower().startswith("chr") else name
+
+
+class LocusField:
+    """Rule v2's locus field: a smooth random function of (chromosome, position), in logit units.
+
+    Random Fourier features of a squared-exponential kernel (Rahimi & Recht 2007):
+
+        field(chrom, x) = amplitude * sqrt(2 / K) * sum_k cos(omega_k * x + phi_k)
+
+    for ``x`` inside one of the field's regions of ``chrom`` (1-based-free: x is the 0-based
+    base position, e.g. a bin's centre), and 0 everywhere else (other chromosomes, positions
+    off the simulated region, or a window scored with no position: 0 is the field's mean).
+    ``omega_k ~ N(0, 1 / length^2)`` (radians per bp) and ``phi_k ~ U(0, 2 pi)`` are drawn once
+    from ``numpy.random.default_rng(seed)`` and stored in the rule JSON, so the field does not
+    depend on numpy's generator staying the same.  Over a region many lengths long the field
+    has mean ~0, standard deviation ``amplitude`` and autocorrelation
+    ``(1/K) sum_k cos(omega_k d)`` ~ ``exp(-d^2 / (2 length^2))`` at lag ``d`` (0.61 at one
+    ``length``).  The same field is added in every context.
+    """
+
+    KIND = "random Fourier features, squared-exponential kernel"
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        self.amplitude = float(spec["amplitude"])
+        self.length = float(spec["length"])
+        self.omega = np.asarray(spec["omega"], dtype=np.float64)
+        self.phi = np.asarray(spec["phi"], dtype=np.float64)
+        if self.omega.shape != self.phi.shape or self.omega.ndim != 1 or not len(self.omega):
+            raise ChromDragoNNError("simulated-labels locus field: omega and phi must be equal-length lists")
+        self.regions = [(_chrom_key(r["chrom"]), int(r["start"]), int(r["end"])) for r in spec["regions"]]
+
+    @staticmethod
+    def make(amplitude: float, length: float, seed: int, regions: Sequence[tuple[str, int, int]],
+             n_features: int = 1000) -> dict:
+        """The JSON-able spec of a field (see the class docstring)."""
+        rng = np.random.default_rng([int(seed), 2])
+        omega = rng.normal(0.0, 1.0 / float(length), size=n_features)
+        phi = rng.uniform(0.0, 2 * np.pi, size=n_features)
+        return {"kind": LocusField.KIND, "amplitude": float(amplitude), "length": float(length), "seed": int(seed),
+                "n_features": int(n_features),
+                "regions": [{"chrom": str(c), "start": int(a), "end": int(b)} for c, a, b in regions],
+                "omega": [float(v) for v in omega], "phi": [float(v) for v in phi]}
+
+    def raw(self, positions) -> np.ndarray:
+        """The field at ``positions`` (bp) as if every position were inside a region."""
+        x = np.asarray(positions, dtype=np.float64).ravel()
+        out = np.empty(len(x))
+        scale = self.amplitude * np.sqrt(2.0 / len(self.omega))
+        for i in range(0, len(x), 4096):
+            out[i:i + 4096] = scale * np.cos(np.outer(x[i:i + 4096], self.omega) + self.phi).sum(axis=1)
+        return out
+
+    def __call__(self, chroms, positions) -> np.ndarray:
+        """(n,) chromosome names (or one name) and (n,) 0-based positions -> (n,) field, 0 off the regions."""
+        pos = np.asarray(positions, dtype=np.int64).ravel()
+        if isinstance(chroms, str):
+            chroms = [chroms] * len(pos)
+        keys = np.array([_chrom_key(c) for c in chroms])
+        inside = np.zeros(len(pos), bool)
+        for c, a, b in self.regions:
+            inside |= (keys == c) & (pos >= a) & (pos < b)
+        out = np.zeros(len(pos))
+        if inside.any():
+            out[inside] = self.raw(pos[inside])
+        return out
+
+    def correlation(self, lag: float) -> float:
+        """The realised field's autocorrelation at ``lag`` bp over a long region: (1/K) sum_k cos(omega_k lag)."""
+        return float(np.cos(self.omega * lag).mean())
+
+
 class SimulatedAccessibility:
     """The generative rule; see the module docstring.  Build once, score many windows.
 
@@ -78,9 +196,13 @@ class SimulatedAccessibility:
     """
 
     def __init__(self, params: dict, genes: Sequence[str]):
-        if params.get("format") != RULE_FORMAT:
-            raise ChromDragoNNError(f"not a simulated-labels rule (format {RULE_FORMAT})")
+        if params.get("format") not in RULE_FORMATS.values():
+            raise ChromDragoNNError(f"not a simulated-labels rule (format {' or '.join(RULE_FORMATS.values())})")
         self.params = params
+        self.version = next(v for v, f in RULE_FORMATS.items() if f == params["format"])
+        if self.version >= 2 and "locus_field" not in params:
+            raise ChromDragoNNError(f"simulated-labels rule {params['format']} needs a locus_field section")
+        self.field = LocusField(params["locus_field"]) if self.version >= 2 else None
         self.genes = list(genes)
         index = {g: i for i, g in enumerate(self.genes)}
         self.constitutive = [MotifTerm(m["tf"], m["motif_id"], np.asarray(m["llr"]), m["threshold"], m["weight"])
@@ -136,9 +258,12 @@ class SimulatedAccessibility:
         return cls(params, genes)
 
     @classmethod
-    def default(cls) -> "SimulatedAccessibility":
-        """The rule that made the shipped benchmark's labels."""
-        return cls.load(DEFAULT_RULE)
+    def default(cls, version: int = 1) -> "SimulatedAccessibility":
+        """Version 1: the rule that made the shipped benchmark's labels (the shipped weights
+        were trained on it); version 2: benchmark v2's rule (v1 + the locus field)."""
+        if version not in DEFAULT_RULES:
+            raise ChromDragoNNError(f"simulated-labels rule version {version}: expected one of {sorted(DEFAULT_RULES)}")
+        return cls.load(DEFAULT_RULES[version])
 
     def save(self, path: str | os.PathLike) -> None:
         with atomic_output(path) as tmp, open(tmp, "w") as fh:
@@ -175,18 +300,36 @@ class SimulatedAccessibility:
         g = (e[:, self._gene_idx] - self._lo) / (self._hi - self._lo)
         return g.clamp(0.0, 1.0).numpy()
 
-    def logit_from_terms(self, const: np.ndarray, occ: np.ndarray, gates: np.ndarray) -> np.ndarray:
+    def locus_terms(self, loci, n: int) -> np.ndarray:
+        """The locus field (rule v2) at ``loci`` = (chromosome name(s), (n,) bin centres), (n,).
+
+        Zero for rule v1, for ``loci=None`` (a window scored with no position) and off the
+        field's regions."""
+        if loci is None or self.field is None:
+            return np.zeros(n)
+        chroms, centres = loci
+        out = self.field(chroms, centres)
+        if len(out) != n:
+            raise ChromDragoNNError(f"simulated labels: {len(out)} loci for {n} windows")
+        return out
+
+    def logit_from_terms(self, const: np.ndarray, occ: np.ndarray, gates: np.ndarray,
+                         field: np.ndarray | None = None) -> np.ndarray:
         w = self._w_ctx.numpy()
         ctx = ((occ - self._occ_mean.numpy()) * w) @ gates.T  # (N, C)
-        return self.params["b0"] + const[:, None] + ctx
+        out = self.params["b0"] + const[:, None] + ctx
+        return out if field is None else out + np.asarray(field)[:, None]
 
-    def logit(self, onehot, expression) -> np.ndarray:
-        """(N, 1000, 4) one-hot and (C, G) arcsinh(TPM) -> (N, C) logit of P(accessible)."""
+    def logit(self, onehot, expression, loci=None) -> np.ndarray:
+        """(N, 1000, 4) one-hot and (C, G) arcsinh(TPM) -> (N, C) logit of P(accessible).
+
+        ``loci``: rule v2 only, (chromosome name(s), (N,) 0-based bin centres) of the windows,
+        for the locus field; without it the field is 0 (its mean)."""
         const, occ = self.sequence_terms(onehot)
-        return self.logit_from_terms(const, occ, self.gates(expression))
+        return self.logit_from_terms(const, occ, self.gates(expression), self.locus_terms(loci, len(const)))
 
-    def probability(self, onehot, expression) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(onehot, expression)))
+    def probability(self, onehot, expression, loci=None) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logit(onehot, expression, loci)))
 
     @property
     def tfs(self) -> list[str]:
@@ -236,15 +379,31 @@ def choose_tfs(expression_arcsinh, panel_symbols: Sequence[str], motif_names: di
 def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str | os.PathLike,
                lambert_csv: str | os.PathLike, seed: int = 0, n_tfs: int = 10,
                constitutive_tfs: Sequence[str] = ("CTCF",), site_rate: float = 1 / 4000,
-               target_rate: float = 0.05, a_gc: float = 0.8, a_cpg: float = 1.0,
-               weight_range: tuple[float, float] = (2.5, 4.0), constitutive_weight: float = 3.0) -> dict:
+               target_rate: float | None = None, a_gc: float | None = None, a_cpg: float | None = None,
+               weight_range: tuple[float, float] | None = None, constitutive_weight: float | None = None,
+               rule_version: int = 1, field_amplitude: float | None = None, field_length: float | None = None,
+               field_regions: Sequence[tuple[str, int, int]] | None = None, sample_loci=None) -> dict:
     """Fit the rule's free numbers on real data and return its JSON-able parameters.
 
     windows_sample: (N, 1000, 4) one-hot windows of the genome (a seeded sample of
     bins); expression_arcsinh: DataFrame contexts x panel gene symbols.
     Thresholds give each motif ``site_rate`` hits per position and strand on the
     sample; b0 gives ``target_rate`` positives over sample x contexts.
+
+    Settings left None take the version's :data:`RULE_SETTINGS`.  ``rule_version=2`` adds
+    the locus field (:class:`LocusField`, ``field_amplitude``, ``field_length``, over
+    ``field_regions``, seeded with ``seed``); ``sample_loci`` = (chromosome names, bin
+    centres) of the sample then enters the calibration of b0.
     """
+    if rule_version not in RULE_FORMATS:
+        raise ChromDragoNNError(f"simulated-labels rule version {rule_version}: expected one of {sorted(RULE_FORMATS)}")
+    given = dict(target_rate=target_rate, a_gc=a_gc, a_cpg=a_cpg, weight_range=weight_range,
+                 constitutive_weight=constitutive_weight, field_amplitude=field_amplitude, field_length=field_length)
+    settings = {**RULE_SETTINGS[rule_version], **{k: v for k, v in given.items() if v is not None}}
+    target_rate, a_gc, a_cpg = settings["target_rate"], settings["a_gc"], settings["a_cpg"]
+    weight_range, constitutive_weight = tuple(settings["weight_range"]), settings["constitutive_weight"]
+    if rule_version >= 2 and (field_regions is None or sample_loci is None):
+        raise ChromDragoNNError("simulated-labels rule v2 needs field_regions and sample_loci")
     import pandas as pd
 
     from chromdragonn.training.motifs import log_odds, read_meme
@@ -275,12 +434,15 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
                 "threshold": 0.0, "weight": float(weight)}
 
     params = {
-        "format": RULE_FORMAT, "name": RULE_NAME, "seed": int(seed),
+        "format": RULE_FORMATS[rule_version], "name": RULE_NAME, "seed": int(seed),
         "motif_source": Path(motif_file).name, "site_rate": site_rate, "target_rate": target_rate,
         "a_gc": a_gc, "a_cpg": a_cpg, "gc_mean": 0.0, "gc_sd": 1.0, "cpg_mean": 0.0, "cpg_sd": 1.0, "b0": 0.0,
         "constitutive_motifs": [term(tf, constitutive_weight) for tf in constitutive_tfs],
         "context_motifs": [],
     }
+    if rule_version >= 2:
+        params["locus_field"] = LocusField.make(settings["field_amplitude"], settings["field_length"], seed,
+                                                field_regions)
     for tf, w in zip(tfs, weights):
         e = expression_arcsinh[tf].to_numpy()
         t = term(tf, w)
@@ -305,7 +467,8 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
     rule = SimulatedAccessibility(params, panel)
     const, occ = rule.sequence_terms(windows_sample)
     gates = rule.gates(expression_arcsinh.to_numpy())
-    base = rule.logit_from_terms(const, occ, gates) - params["b0"]
+    field = rule.locus_terms(sample_loci, len(const)) if rule_version >= 2 else None
+    base = rule.logit_from_terms(const, occ, gates, field) - params["b0"]
     lo, hi = -30.0, 10.0
     for _ in range(60):  # bisection on b0 for the target positive rate
         mid = (lo + hi) / 2
@@ -314,6 +477,15 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
     params["b0"] = float((lo + hi) / 2)
     params["context_tfs"] = tfs
     return params
+
+
+def store_loci(store, idx) -> tuple[list[str], np.ndarray]:
+    """(chromosome names, 0-based bin centres) of a store's bins ``idx`` -- the field's positions."""
+    from chromdragonn.training.store import BIN_SIZE
+
+    idx = np.asarray(idx, dtype=np.int64)
+    bins = np.asarray(store.bins[idx])
+    return [store.chrom_names[c] for c in bins[:, 0]], bins[:, 1] + BIN_SIZE // 2
 
 
 def label_store_bins(rule: SimulatedAccessibility, store_like, expression: np.ndarray, seed: int,
@@ -326,12 +498,15 @@ def label_store_bins(rule: SimulatedAccessibility, store_like, expression: np.nd
 
     n = len(store_like)
     gates = rule.gates(expression)
+    field = None
+    if rule.field is not None:  # rule v2: the locus field at each bin's centre
+        field = rule.locus_terms(store_loci(store_like, np.arange(n)), n)
     prob = np.zeros((n, len(expression)), np.float32)
     labels = np.zeros((n, len(expression)), np.uint8)
     for lo in tqdm(range(0, n, chunk), desc="simulated labels", unit="chunk", disable=not progress):
         idx = np.arange(lo, min(lo + chunk, n))
         const, occ = rule.sequence_terms(store_like.onehot(idx))
-        p = 1.0 / (1.0 + np.exp(-rule.logit_from_terms(const, occ, gates)))
+        p = 1.0 / (1.0 + np.exp(-rule.logit_from_terms(const, occ, gates, None if field is None else field[idx])))
         prob[idx] = p
         labels[idx] = sample_labels(p, seed, row_offset=lo)
     return prob, labels
@@ -340,7 +515,7 @@ def label_store_bins(rule: SimulatedAccessibility, store_like, expression: np.nd
 def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel, lambert_csv, motif_file,
                           chromosomes: Sequence[str], regions: Sequence[str] | None, blacklist, seed: int = 0,
                           n_calibration_bins: int = 4000, rule_out: str | os.PathLike | None = None,
-                          **rule_kwargs):
+                          rule_version: int = 1, **rule_kwargs):
     """Real genome + real RNA-seq + real motifs, labels from the simulated-labels rule -> a store.
 
     The rule is fitted on a seeded sample of bins (:func:`build_rule`), saved as
@@ -364,7 +539,14 @@ def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel,
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(len(store), size=min(n_calibration_bins, len(store)), replace=False))
     expr_df = pd.DataFrame(expression.astype(np.float64), index=contexts, columns=genes)
-    params = build_rule(store.onehot(sample), expr_df, motif_file, lambert_csv, seed=seed, **rule_kwargs)
+    if rule_version >= 2:
+        from chromdragonn.training.preprocess import parse_region
+
+        field_regions = ([parse_region(r) for r in regions] if regions
+                         else [(name, 0, int(length)) for name, length in chroms])
+        rule_kwargs = {**rule_kwargs, "field_regions": field_regions, "sample_loci": store_loci(store, sample)}
+    params = build_rule(store.onehot(sample), expr_df, motif_file, lambert_csv, seed=seed,
+                        rule_version=rule_version, **rule_kwargs)
     rule = SimulatedAccessibility(params, genes)
     prob, labels = label_store_bins(rule, store, expression, seed)
     rates = labels.mean(axis=0)
@@ -372,7 +554,7 @@ def build_simulated_store(out_dir, fasta, rna_table, rna_units: str, gene_panel,
     source = {"fasta": str(fasta), "expression": str(rna_table), "expression_units": rna_units,
               "gene_panel": str(gene_panel), "motifs": str(motif_file), "regions": list(regions or []),
               "blacklist": str(blacklist) if blacklist else None, "seed": int(seed),
-              "rule": "rule.json", "positive_rate": {c: round(float(r), 5) for c, r in zip(contexts, rates)}}
+              "rule": "rule.json", "rule_format": params["format"], "positive_rate": {c: round(float(r), 5) for c, r in zip(contexts, rates)}}
     store = write_store(out_dir, bins=np.asarray(store.bins), labels=labels, expression=expression,
                         contexts=contexts, genes=genes, chromosomes=chroms, label_kind=RULE_NAME,
                         sequence=np.asarray(store.sequence), source=source)
