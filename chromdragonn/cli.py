@@ -15,7 +15,8 @@ import sys
 
 from chromdragonn.errors import ChromDragoNNError
 
-SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism", "chromdragonn.convert"]
+SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism", "chromdragonn.attribute",
+                      "chromdragonn.convert"]
 
 
 def common_options() -> argparse.ArgumentParser:
