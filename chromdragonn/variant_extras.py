@@ -91,8 +91,14 @@ class Background:
             raise ChromDragoNNError(f"the shipped variant background {SHIPPED_BACKGROUND} is missing; "
                                     "rebuild it with scripts/make_variant_background.py or give --background VCF")
         else:
+            from chromdragonn.inputs.session import DeclaredModel
+
             info = json.loads(SHIPPED_BACKGROUND_INFO.read_text())
             bad = [c for c in contexts if c in user_contexts or c not in info["contexts"]]
+            if info.get("weights_md5") != list(DeclaredModel.read().md5s):
+                raise ChromDragoNNError(
+                    f"the shipped variant background {SHIPPED_BACKGROUND} was scored with other weights than "
+                    "model.yaml's; rebuild it with scripts/make_variant_background.py")
             if bad:
                 why = f"it holds the shipped Roadmap contexts only, not {', '.join(bad[:5])}"
         if why:

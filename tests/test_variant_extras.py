@@ -174,3 +174,24 @@ def test_vcf_output_declares_the_new_fields(tmp_path, vcfs, random_weights, anno
                                                                   rel=1e-5, abs=1e-9)
         got = v.INFO.get("CDN_MOTIFS")
         assert (got if got not in (None, ".") else "") == row[tsv.columns.get_loc("motifs")]
+
+
+def test_shipped_background_is_the_default_model_on_common_1kg_snvs(tmp_path):
+    """Three of its SNVs rescored with model.yaml's ensemble give its diffs; its percentiles of itself."""
+    import json
+
+    from chromdragonn.variant_extras import SHIPPED_BACKGROUND, SHIPPED_BACKGROUND_INFO
+
+    info = json.loads(SHIPPED_BACKGROUND_INFO.read_text())
+    bg = pd.read_csv(SHIPPED_BACKGROUND, sep="\t")
+    assert len(bg) == info["scored"] == info["common_snvs"] == 421 and len(info["contexts"]) == 56
+    af = bg["AF"].to_numpy()
+    assert (np.minimum(af, 1 - af) >= 0.01).all()
+    rows = bg.iloc[[0, 200, 420]]
+    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
+    lines += [f"22\t{r.POS}\t.\t{r.REF}\t{r.ALT}\t.\tPASS\t." for r in rows.itertuples()]
+    (tmp_path / "three.vcf").write_text("\n".join(lines) + "\n")
+    df = score_variants(tmp_path / "three.vcf", FASTA, "E003,E123", background="shipped")
+    np.testing.assert_allclose(df["E003/diff"], rows["E003/diff"], rtol=1e-5, atol=1e-9)
+    want = [100.0 * np.sum(np.abs(bg["E123/diff"]) <= abs(d)) / 421 for d in df["E123/diff"]]
+    np.testing.assert_allclose(df["E123/pct"], want)
