@@ -195,3 +195,22 @@ def test_shipped_background_is_the_default_model_on_common_1kg_snvs(tmp_path):
     np.testing.assert_allclose(df["E003/diff"], rows["E003/diff"], rtol=1e-5, atol=1e-9)
     want = [100.0 * np.sum(np.abs(bg["E123/diff"]) <= abs(d)) / 421 for d in df["E123/diff"]]
     np.testing.assert_allclose(df["E123/pct"], want)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--contrast", "E003"], "--contrast 'E003': give two different contexts as A,B"),
+    (["--contrast", "E003,E123"], "context E123 is not among --contexts"),
+    (["--motifs", "{d}/not_meme.txt"], "has no motifs"),
+    (["--motifs", "{d}/missing.meme"], "not found"),
+    (["--background", "{d}/missing.vcf"], "VCF file not found"),
+])
+def test_bad_extras_are_one_line_and_write_nothing(tmp_path, vcfs, random_weights, capsys, extra, message):
+    (tmp_path / "not_meme.txt").write_text("just text\n")
+    before = set(tmp_path.iterdir())
+    out = tmp_path / "s.tsv"
+    rc = main(["score-variants", "--vcf", str(vcfs[0]), "--fasta", str(FASTA), "--contexts", "E003,E116",
+               "--model", str(random_weights[0]), "--mean-bigwig", str(MEAN_BW), "-q", "-o", str(out),
+               *[e.format(d=tmp_path) for e in extra]])
+    assert rc == 2 and set(tmp_path.iterdir()) == before
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and message in err[0], err
