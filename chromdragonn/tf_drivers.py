@@ -10,8 +10,9 @@ expression profile e0 (default: the panel's median over the 56 Roadmap epigenome
   straight path from e0 to e_c (``steps`` midpoint-rule points); their sum over the TFs equals
   logit_b(e_c) - logit_b(e0) up to the quadrature error (completeness, tested),
 
-summed over the bins (the summed logit's change, for ``ig``). A fold ensemble averages its members' scores (each of its own logit). The
-sequence trunk runs once per bin and member; only the head runs per path point.
+summed over the bins (for ``ig``, they add up to the summed logit's change). A fold ensemble
+averages its members' scores (each of its own logit). The sequence trunk runs once per bin and
+member; only the head runs per path point.
 
 The top TFs (``top``, by |score|) are then checked by in-silico perturbation: the TF's TPM set to 0
 (arcsinh 0 = 0), and multiplied by ``scale`` (arcsinh(k sinh(e))), each re-scored; the change of P
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
