@@ -34,6 +34,7 @@ def read_matrix(path: str | os.PathLike):
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*future.infer_string.*")  # anndata asking pandas 3
+            warnings.filterwarnings("ignore", message="Variable names are not unique")  # refused below, in one line
             import anndata
 
             adata = anndata.read_h5ad(path)

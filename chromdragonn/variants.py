@@ -223,10 +223,15 @@ def _read_chunks(vcf, genome, counts: Counts, ref_mismatch: str, vcf_path, chunk
 # ---------------------------------------------------------------------------
 
 class VariantScorer:
-    """Scores allele chunks: trunk once per window, contexts through the split head."""
+    """Scores allele chunks: trunk once per window, contexts through the split head.
+
+    Optional extras (:mod:`chromdragonn.variant_extras`): ``contrasts`` [(A, B)] add ``A-B/diff``;
+    ``specificity`` adds ``<context>/z`` (the 56 Roadmap contexts run through the same head pass);
+    ``background`` (a :class:`~chromdragonn.variant_extras.Background`) adds ``<context>/pct``;
+    ``motifs`` (a :class:`~chromdragonn.motifs.MotifAnnotator`) adds the ``motifs`` column."""
 
     def __init__(self, session: Session, genome, scores=(DEFAULT_SCORE,), both_strands: bool = False,
-                 batch_size: int = 32):
+                 batch_size: int = 32, contrasts=(), specificity: bool = False, background=None, motifs=None):
         self.session = session
         self.model = session.model
         self.device = session.device
@@ -237,11 +242,27 @@ class VariantScorer:
         self.mean_track = session.mean_track
         self.both_strands = both_strands
         self.batch_size = positive_int(batch_size, "batch size")
-        self.columns = [f"{c}/{s}" for c in self.contexts for s in self.scores]
+        self.contrasts = list(contrasts)
+        self.specificity = bool(specificity)
+        self.background = background
+        self.motifs = motifs
+        self.n_reference = 0
+        if self.specificity:
+            from chromdragonn.inputs.expression import ExpressionSource
+            from chromdragonn.inputs.session import context_expression
+
+            roadmap = ExpressionSource().contexts
+            reference = torch.from_numpy(context_expression(roadmap, session.genes)).to(self.device)
+            self.n_reference = len(roadmap)
+            self.expr = torch.cat([self.expr, reference])
+        extra = (["z"] if self.specificity else []) + (["pct"] if background is not None else [])
+        self.columns = [f"{c}/{s}" for c in self.contexts for s in self.scores + extra]
+        self.columns += [f"{a}-{b}/diff" for a, b in self.contrasts]
+        self.string_columns = ["motifs"] if motifs is not None else []
 
     @torch.no_grad()
     def _probs(self, seqs: list[str], means: np.ndarray | None) -> np.ndarray:
-        out = np.empty((len(seqs), len(self.contexts)), dtype=np.float64)
+        out = np.empty((len(seqs), self.expr.shape[0]), dtype=np.float64)  # contexts (+ the 56 reference ones)
         for lo in range(0, len(seqs), self.batch_size):
             x = torch.from_numpy(one_hot_batch(seqs[lo: lo + self.batch_size])).to(self.device)
             m = None if means is None else torch.as_tensor(means[lo: lo + self.batch_size], device=self.device)
@@ -252,7 +273,7 @@ class VariantScorer:
         return out
 
     def empty(self) -> pd.DataFrame:
-        return pd.DataFrame(columns=KEY_COLUMNS + self.columns + [REF_MATCH_COLUMN])
+        return pd.DataFrame(columns=KEY_COLUMNS + self.columns + self.string_columns + [REF_MATCH_COLUMN])
 
     def score_chunk(self, chunk: list[_Record]) -> pd.DataFrame:
         """One row per scorable allele of the chunk: key columns, scores, ref_match."""
@@ -270,9 +291,18 @@ class VariantScorer:
             means = np.array([self.mean_track.value(r.fasta_chrom, window_start(r.pos), window_start(r.pos) + WINDOW)
                               for r in recs], dtype=np.float32)
         probs = self._probs(ref_seqs + alt_seqs, None if means is None else np.concatenate([means, means[allele_rec]]))
+        n_ctx = len(self.contexts)
         p_ref = probs[: len(recs)][allele_rec]
         p_alt = probs[len(recs):]
-        values = compute_scores(p_ref, p_alt, self.scores)
+        values = compute_scores(p_ref[:, :n_ctx], p_alt[:, :n_ctx], self.scores)
+        diff = p_alt[:, :n_ctx] - p_ref[:, :n_ctx]
+        if self.specificity:
+            from chromdragonn.variant_extras import specificity_z
+
+            values["z"] = specificity_z(diff, p_alt[:, n_ctx:] - p_ref[:, n_ctx:])
+        if self.background is not None:
+            values["pct"] = np.stack([self.background.percentile(c, diff[:, j]) for j, c in enumerate(self.contexts)],
+                                     axis=1)
         df = pd.DataFrame({
             "#CHROM": [chunk[a.record].chrom for a in alleles],
             "POS": [chunk[a.record].pos for a in alleles],
@@ -280,7 +310,15 @@ class VariantScorer:
             "REF": [chunk[a.record].ref for a in alleles],
             "ALT": [a.alt for a in alleles],
         })
-        cols = {f"{c}/{s}": values[s][:, j] for j, c in enumerate(self.contexts) for s in self.scores}
+        extra = [k for k in ("z", "pct") if k in values]
+        cols = {f"{c}/{s}": values[s][:, j] for j, c in enumerate(self.contexts) for s in self.scores + extra}
+        index = {c: j for j, c in enumerate(self.contexts)}
+        for a, b in self.contrasts:
+            cols[f"{a}-{b}/diff"] = diff[:, index[a]] - diff[:, index[b]]
+        if self.motifs is not None:
+            cols["motifs"] = self.motifs.annotate(
+                self.genome, [(chunk[a.record].fasta_chrom, chunk[a.record].pos, chunk[a.record].ref, a.alt)
+                              for a in alleles])
         df = pd.concat([df, pd.DataFrame(cols)], axis=1)
         df[REF_MATCH_COLUMN] = [int(a.ref_match) for a in alleles]
         return df
@@ -305,12 +343,19 @@ class _VcfSink:
     """The input VCF, every record, with the scores of its scored alleles as INFO fields."""
 
     def __init__(self, path: Path, reader, vcf_path, scorer: VariantScorer, compressed: bool):
-        fields = [(f"{c}/{s}", c, s, SCORES[s].doc) for c in scorer.contexts for s in scorer.scores]
-        self.writer = ScoreVcfWriter(path, reader, vcf_path, fields, compressed)
+        from chromdragonn.variant_extras import EXTRA_DOCS
+
+        extra = [k for k in ("z", "pct") if f"{scorer.contexts[0]}/{k}" in scorer.columns]
+        fields = [(f"{c}/{s}", c, s, SCORES[s].doc if s in SCORES else EXTRA_DOCS[s])
+                  for c in scorer.contexts for s in scorer.scores + extra]
+        fields += [(f"{a}-{b}/diff", f"{a}-{b}", "diff", f"diff in {a} minus diff in {b}") for a, b in scorer.contrasts]
+        strings = [("motifs", "CDN_MOTIFS", EXTRA_DOCS["motifs"])] if scorer.string_columns else []
+        self.writer = ScoreVcfWriter(path, reader, vcf_path, fields, compressed, string_fields=strings)
 
     def write(self, chunk: list[_Record], df: pd.DataFrame) -> None:
         row = 0
-        columns = {col: df[col].to_numpy() for col in self.writer.columns} if len(df) else {}
+        columns = {col: df[col].to_numpy() for col in self.writer.columns + self.writer.string_columns} \
+            if len(df) else {}
         for rec in chunk:
             values = {}
             if rec.alleles:
@@ -341,8 +386,11 @@ def open_vcf(path: str | os.PathLike):
 
 
 def _prepare(vcf, fasta, contexts, expression, expression_units, model, scores, ref_mismatch, mean_bigwig,
-             both_strands, batch_size, device):
-    """Open and check every input before any output exists."""
+             both_strands, batch_size, device, contrast=None, specificity=False, background=None, motifs=None,
+             progress=False):
+    """Open and check every input before any output exists (a background VCF is scored here)."""
+    from chromdragonn.variant_extras import parse_contrasts
+
     scores = parse_scores(scores)
     batch_size = positive_int(batch_size, "batch size")
     if ref_mismatch not in REF_MISMATCH_MODES:
@@ -350,7 +398,46 @@ def _prepare(vcf, fasta, contexts, expression, expression_units, model, scores, 
     reader = open_vcf(vcf)
     genome = Genome(fasta)
     session = Session.open(contexts, model, expression, expression_units, mean_bigwig, device)
-    return reader, genome, VariantScorer(session, genome, scores, both_strands, batch_size)
+    contrasts = parse_contrasts(contrast, session.contexts)
+    annotator = None
+    if motifs is not None:
+        from chromdragonn.motifs import MotifAnnotator
+
+        annotator = motifs if isinstance(motifs, MotifAnnotator) else MotifAnnotator.load(motifs)
+    bg = None
+    if background is not None:
+        bg = load_background(background, session, genome, model, both_strands, batch_size, progress)
+    return reader, genome, VariantScorer(session, genome, scores, both_strands, batch_size, contrasts, specificity,
+                                         bg, annotator)
+
+
+def load_background(background, session: Session, genome, model, both_strands: bool, batch_size: int,
+                    progress: bool = False):
+    """``shipped`` (the 1000 Genomes common SNVs scored with the default model), a
+    :class:`~chromdragonn.variant_extras.Background`, or a VCF scored here the same way as the variants."""
+    from chromdragonn.inputs.expression import ExpressionSource
+    from chromdragonn.inputs.session import DEFAULT_MODEL_NAMES
+    from chromdragonn.variant_extras import SHIPPED_NAMES, Background
+
+    if isinstance(background, Background):
+        return background
+    if str(background).strip().lower() in SHIPPED_NAMES:
+        shipped = ExpressionSource()
+        own = [c for j, c in enumerate(session.contexts)
+               if c not in shipped.contexts or not np.array_equal(session.expression[j], shipped.matrix([c])[0])]
+        is_default = model is None or (isinstance(model, str) and model.strip().lower() in DEFAULT_MODEL_NAMES)
+        return Background.shipped(session.contexts, is_default, both_strands, own)
+    reader = open_vcf(background)
+    try:
+        plain = VariantScorer(session, genome, ("diff",), both_strands, batch_size)
+        df, counts = _stream(reader, genome, plain, background, "skip", progress)
+    finally:
+        reader.close()
+    if not len(df):
+        raise ChromDragoNNError(f"background VCF {background} has no variant that could be scored")
+    log.info("background: %d alleles of %s scored", len(df), background)
+    return Background({c: df[f"{c}/diff"].to_numpy(np.float64) for c in session.contexts},
+                      f"{background} ({len(df)} alleles)")
 
 
 def _finish(counts: Counts, genome, vcf_path, n_contexts: int) -> None:
@@ -387,7 +474,8 @@ def _stream(reader, genome, scorer: VariantScorer, vcf_path, ref_mismatch: str, 
 def write_variant_scores(vcf, fasta, contexts, output, expression=None, expression_units: str = "tpm",
                          model=None, scores=(DEFAULT_SCORE,), both_strands: bool = False, batch_size: int = 32,
                          device: str = "cpu", ref_mismatch: str = "flag", mean_bigwig=None,
-                         progress: bool = True, keep: bool = False):
+                         progress: bool = True, keep: bool = False, contrast=None, specificity: bool = False,
+                         background=None, motifs=None):
     """Stream scores to ``output`` (TSV, or VCF / VCF.gz with INFO fields), memory bounded by one chunk.
 
     Never half-written (:mod:`chromdragonn.outputs.atomic`).  Returns (DataFrame or None, Counts).
@@ -395,7 +483,8 @@ def write_variant_scores(vcf, fasta, contexts, output, expression=None, expressi
     output = check_output_path(output, "output", suffixes=(".tsv", ".txt") + VCF_SUFFIXES,
                                inputs=[vcf, fasta, expression, mean_bigwig])
     reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
-                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device)
+                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device, contrast,
+                                      specificity, background, motifs, progress)
     try:
         with atomic_output(output) as tmp:
             if is_vcf_output(output):
@@ -413,8 +502,8 @@ def write_variant_scores(vcf, fasta, contexts, output, expression=None, expressi
 
 def score_variants(vcf, fasta, contexts, expression=None, expression_units: str = "tpm", model=None,
                    scores=(DEFAULT_SCORE,), both_strands: bool = False, batch_size: int = 32, device: str = "cpu",
-                   ref_mismatch: str = "flag", mean_bigwig=None, output=None, progress: bool = False
-                   ) -> pd.DataFrame:
+                   ref_mismatch: str = "flag", mean_bigwig=None, output=None, progress: bool = False,
+                   contrast=None, specificity: bool = False, background=None, motifs=None) -> pd.DataFrame:
     """Score every ALT allele of a VCF in each context; one row per allele.
 
     Columns: ``#CHROM POS ID REF ALT`` (as in the VCF), one ``<context>/<score>``
@@ -422,15 +511,20 @@ def score_variants(vcf, fasta, contexts, expression=None, expression_units: str 
     FASTA, 0 when it does not: scored with the VCF alleles, see ``ref_mismatch``).
     ``model``: see :mod:`chromdragonn.inputs.session` (a fold number, 'ensemble', paths,
     or a loaded ``(model, genes)`` pair).  With ``output`` the scores are also written
-    there (TSV or VCF).
+    there (TSV or VCF).  Extras (:mod:`chromdragonn.variant_extras`): ``contrast`` "A,B" (or a list of
+    them) adds ``A-B/diff``; ``specificity`` adds ``<context>/z``; ``background`` ("shipped", a VCF
+    path, or a Background) adds ``<context>/pct``; ``motifs`` (a MEME file, "jaspar", or a
+    MotifAnnotator) adds the ``motifs`` column (:mod:`chromdragonn.motifs`).
     """
     if output is not None:
         df, _ = write_variant_scores(vcf, fasta, contexts, output, expression, expression_units, model, scores,
                                      both_strands, batch_size, device, ref_mismatch, mean_bigwig, progress,
-                                     keep=True)
+                                     keep=True, contrast=contrast, specificity=specificity, background=background,
+                                     motifs=motifs)
         return df
     reader, genome, scorer = _prepare(vcf, fasta, contexts, expression, expression_units, model, scores,
-                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device)
+                                      ref_mismatch, mean_bigwig, both_strands, batch_size, device, contrast,
+                                      specificity, background, motifs, progress)
     try:
         df, _ = _stream(reader, genome, scorer, vcf, ref_mismatch, progress)
     finally:
@@ -442,7 +536,9 @@ def _run(args) -> int:
     write_variant_scores(args.vcf, args.fasta, args.contexts, args.output, expression=args.expression,
                          expression_units=args.expression_units, model=model_option(args), scores=args.scores,
                          both_strands=args.both_strands, batch_size=args.batch_size, device=args.device,
-                         ref_mismatch=args.ref_mismatch, mean_bigwig=args.mean_bigwig, progress=not args.quiet)
+                         ref_mismatch=args.ref_mismatch, mean_bigwig=args.mean_bigwig, progress=not args.quiet,
+                         contrast=args.contrast, specificity=args.specificity, background=args.background,
+                         motifs=args.motifs)
     log.info("wrote %s", args.output)
     return 0
 
@@ -463,4 +559,14 @@ def add_cli(subparsers, common) -> None:
     p.add_argument("--ref-mismatch", default="flag", choices=list(REF_MISMATCH_MODES),
                    help="VCF REF differs from the FASTA: flag (score with the VCF alleles, ref_match = 0; default), "
                         "skip the allele, or stop with an error")
+    p.add_argument("--contrast", action="append", default=None, metavar="A,B",
+                   help="add A-B/diff: the effect in context A minus that in B (both among --contexts; repeatable)")
+    p.add_argument("--specificity", action="store_true",
+                   help="add <context>/z: the effect's z-score against its effects in the 56 Roadmap contexts")
+    p.add_argument("--background", default=None, metavar="VCF|shipped",
+                   help="add <context>/pct: percentile of |diff| among a background VCF's variants scored the same "
+                        "way; 'shipped': the common 1000 Genomes SNVs scored with the default model")
+    p.add_argument("--motifs", default=None, metavar="MEME|jaspar",
+                   help="add the motifs column: motif matches overlapping the variant in REF and ALT with their "
+                        "score change (a MEME file; 'jaspar': JASPAR 2024 CORE vertebrates of the shared data)")
     p.set_defaults(func=_run)

@@ -364,6 +364,7 @@ def _h5ad(path, x, contexts):
     return path
 
 
+@pytest.mark.filterwarnings("ignore:Variable names are not unique")  # anndata, on the duplicated-names matrix built here
 def test_atlas_plot_of_replicates_and_of_bad_matrices(tmp_path, capsys):
     rng = np.random.default_rng(0)
     x = rng.random((40, 6))

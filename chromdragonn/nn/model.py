@@ -98,6 +98,19 @@ class ExpressionHead(nn.Module):
         context; only BN, ReLU, fc2 and fc3 (about 1 MMAC) run per pair.
         Eval mode only: dropout is off and BN uses its running statistics.
         """
+        return F.log_softmax(self._grid_scores(features, expression, mean_acc), dim=1)[:, 1].reshape(
+            features.shape[0], -1)
+
+    def logit_grid(self, features, expression, mean_acc=None) -> torch.Tensor:
+        """As :meth:`forward_grid`, but logit P(accessible) = class-1 minus class-0 score, (N, C).
+
+        The quantity attributions differentiate (``chromdragonn attribute``, ``tf-drivers``): it does
+        not saturate as log P does near P = 1."""
+        s = self._grid_scores(features, expression, mean_acc)
+        return (s[:, 1] - s[:, 0]).reshape(features.shape[0], -1)
+
+    def _grid_scores(self, features, expression, mean_acc=None) -> torch.Tensor:
+        """fc3's two class scores of every (interval, context) pair, (N * C, 2), interval-major."""
         if self.training:
             raise RuntimeError("forward_grid is an inference path; call .eval() first")
         w_trunk, w_expr, w_mean = self.fc1_parts()
@@ -114,7 +127,7 @@ class ExpressionHead(nn.Module):
         n, c, h = pre.shape
         x = F.relu(self.bn1(pre.reshape(n * c, h)))
         x = F.relu(self.bn2(self.fc2(x)))
-        return F.log_softmax(self.fc3(x), dim=1)[:, 1].reshape(n, c)
+        return self.fc3(x)
 
 
 @dataclass(frozen=True)

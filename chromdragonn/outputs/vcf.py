@@ -73,7 +73,7 @@ class ScoreVcfWriter:
     takes ``values`` = {column: [(alt_index, value), ...]} for the record's scored alleles ('.' elsewhere).
     """
 
-    def __init__(self, path: Path, reader, vcf_path, fields, compressed: bool):
+    def __init__(self, path: Path, reader, vcf_path, fields, compressed: bool, string_fields=()):
         import cyvcf2
 
         self.keys = [(col, info_id(ctx, score)) for col, ctx, score, _ in fields]
@@ -96,6 +96,11 @@ class ScoreVcfWriter:
             reader.add_info_to_header({"ID": key, "Number": "A", "Type": "Float",
                                        "Description": f"ChromDragoNN {score} in context {ctx}: {doc}, "
                                                       "P = P(accessible) of the 1 kb window; '.' = not scored"})
+        # (column, INFO key, description): Number=A strings ('.' for an ALT not scored)
+        self.string_keys = [(col, key) for col, key, _ in string_fields]
+        for _, key, doc in string_fields:
+            reader.add_info_to_header({"ID": key, "Number": "A", "Type": "String", "Description": f"ChromDragoNN: {doc}"})
+        self.string_columns = [col for col, _ in self.string_keys]
         self.flag = f"{INFO_PREFIX}_REF_MISMATCH"
         reader.add_info_to_header({"ID": self.flag, "Number": "0", "Type": "Flag",
                                    "Description": "ChromDragoNN: the VCF REF does not match the FASTA; scored with "
@@ -110,6 +115,11 @@ class ScoreVcfWriter:
                 cells = ["."] * n_alt
                 for alt_index, value in values[col]:
                     cells[alt_index] = f"{value:.6g}"
+                variant.INFO[key] = ",".join(cells)
+            for col, key in self.string_keys:
+                cells = ["."] * len(variant.ALT)
+                for alt_index, value in values[col]:
+                    cells[alt_index] = str(value) if value else "."
                 variant.INFO[key] = ",".join(cells)
         if ref_mismatch:
             variant.INFO[self.flag] = True
