@@ -87,6 +87,22 @@ def random_weights(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def genome():
+    """The shipped example FASTA (hg19 chr22 slice, bgzipped)."""
+    from chromdragonn.inputs.genome import Genome
+
+    return Genome(FASTA)
+
+
+@pytest.fixture(scope="session")
+def fold0(random_weights):
+    """The first random-weight fold as a loaded model."""
+    from chromdragonn.nn.weights import load_model
+
+    return load_model(random_weights[0])[0]
+
+
+@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory, random_weights) -> Path:
     """A copy of the root Kipoi files with two random-weight folds (a 2-fold ensemble)."""
     from chromdragonn import paths

@@ -28,26 +28,16 @@ from conftest import FASTA, MEAN_BW
 from chromdragonn.attribute import Segment, attribute, members, region_segments, sequence_gradients, window_gradients
 from chromdragonn.cli import main
 from chromdragonn.inputs.expression import ExpressionSource
-from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot
-from chromdragonn.nn.weights import load_model, load_models
+from chromdragonn.inputs.genome import MeanAccessibility, centered_window, one_hot
+from chromdragonn.nn.weights import load_models
 
 CONTEXTS = ["E003", "E116", "E123"]
 GRAD_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def genome():
-    return Genome(FASTA)
-
-
-@pytest.fixture(scope="module")
 def expr():
     return ExpressionSource().matrix(CONTEXTS)
-
-
-@pytest.fixture(scope="module")
-def fold0(random_weights):
-    return load_model(random_weights[0])[0]
 
 
 def _windows(genome, *centres):

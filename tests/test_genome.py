@@ -37,11 +37,6 @@ def _source_bases(start: int, end: int) -> str:
     return "".join(lines)[start - first * 60: end - first * 60].upper()
 
 
-@pytest.fixture(scope="module")
-def genome():
-    return Genome(FASTA)
-
-
 def test_match_chrom():
     assert match_chrom("chr22", ["22", "X"]) == "22"
     assert match_chrom("22", ["chr22"]) == "chr22"

@@ -19,27 +19,17 @@ from conftest import FASTA, MEAN_BW, P_ATOL
 from chromdragonn.cli import main
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.inputs.expression import ExpressionSource
-from chromdragonn.inputs.genome import Genome, MeanAccessibility, centered_window, one_hot, parse_region
+from chromdragonn.inputs.genome import MeanAccessibility, centered_window, one_hot, parse_region
 from chromdragonn.ism import parse_ism_region, saturation_mutagenesis
 from chromdragonn.nn.fast_ism import FastISM
-from chromdragonn.nn.weights import load_model, load_models
+from chromdragonn.nn.weights import load_models
 
 CONTEXTS = ["E003", "E116"]
 
 
 @pytest.fixture(scope="module")
-def genome():
-    return Genome(FASTA)
-
-
-@pytest.fixture(scope="module")
 def expr():
     return ExpressionSource().matrix(CONTEXTS)
-
-
-@pytest.fixture(scope="module")
-def fold0(random_weights):
-    return load_model(random_weights[0])[0]
 
 
 def _window(genome, chrom, start, end):

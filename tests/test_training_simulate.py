@@ -6,7 +6,7 @@ import pytest
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.inputs.expression import ExpressionSource
-from chromdragonn.inputs.genome import Genome, one_hot
+from chromdragonn.inputs.genome import one_hot
 from chromdragonn.training.motifs import log_odds, read_meme
 from chromdragonn.training.simulate import (
     V2_DEFAULTS,
@@ -21,11 +21,6 @@ FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 @pytest.fixture(scope="module")
 def rule():
     return SimulatedAccessibility.default()
-
-
-@pytest.fixture(scope="module")
-def genome():
-    return Genome(FASTA)
 
 
 @pytest.fixture(scope="module")

@@ -101,11 +101,6 @@ def reference_probs(model, seqs, expr: np.ndarray, mean_acc) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def genome():
-    return Genome(FASTA)
-
-
-@pytest.fixture(scope="module")
 def fold0(random_weights):
     model, genes = load_model(random_weights[0])
     return model, genes

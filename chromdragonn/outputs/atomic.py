@@ -62,8 +62,6 @@ def check_output_path(path: str | os.PathLike, what: str = "output", suffixes: t
     if suffixes and not path.name.lower().endswith(suffixes):
         raise ChromDragoNNError(f"{what} {path}: give a file name ending in {' or '.join(suffixes)} (the format is "
                                 "chosen by the suffix)")
-    if path.is_dir():
-        raise ChromDragoNNError(f"{what} {path} is a directory; give a file name")
     folder = path.parent
     if not folder.exists():
         raise ChromDragoNNError(f"output folder does not exist: {folder} (for {what} {path})")
