@@ -8,8 +8,7 @@ from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.expression import ExpressionSource
 from chromdragonn.genome import Genome, one_hot
 from chromdragonn.training.motifs import log_odds, read_meme
-from chromdragonn.training.simulate import (V2_DEFAULTS, SimulatedAccessibility, label_region_with_rule, sample_labels,
-                                            store_loci)
+from chromdragonn.training.simulate import V2_DEFAULTS, SimulatedAccessibility, sample_labels
 
 SHARED = paths.SHARED_DATA
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
