@@ -598,7 +598,7 @@ def make_track(fasta, contexts, out_dir, region: str | None = None, bed=None, ch
         finals.append(matrix)
     seen: dict[Path, str] = {}
     for path in finals:  # every target checked, and told apart, before any work
-        check_output_path(path, "output", inputs=inputs)
+        check_output_path(path, "output", inputs=inputs, check_folder=path.parent != out_dir)
         if path.resolve() in seen:
             raise ChromDragoNNError(f"two outputs would be the same file {path}; a context named like a difference "
                                     "track? rename it in the table")

@@ -49,7 +49,7 @@ def sigterm_raises() -> Iterator[None]:
 
 
 def check_output_path(path: str | os.PathLike, what: str = "output", suffixes: tuple[str, ...] | None = None,
-                      inputs=()) -> Path:
+                      inputs=(), check_folder: bool = True) -> Path:
     """A one-line error, before any work, if ``path`` cannot be written: its folder is missing or
     not writable, the path is a directory, its name does not end in one of ``suffixes`` (when given:
     the formats the command writes), or it is one of the command's ``inputs`` (which it would replace)."""
@@ -62,24 +62,27 @@ def check_output_path(path: str | os.PathLike, what: str = "output", suffixes: t
     if suffixes and not path.name.lower().endswith(suffixes):
         raise ChromDragoNNError(f"{what} {path}: give a file name ending in {' or '.join(suffixes)} (the format is "
                                 "chosen by the suffix)")
-    folder = path.parent
-    if not folder.exists():
-        raise ChromDragoNNError(f"output folder does not exist: {folder} (for {what} {path})")
-    if not folder.is_dir():
-        raise ChromDragoNNError(f"{folder} is not a folder (for {what} {path})")
-    _probe_writable(folder, f"output folder is not writable: {folder} (for {what} {path})")
+    if check_folder:  # (False: the caller has checked the folder once for many files)
+        folder, whose = path.parent, f" (for {what} {path})"
+        _check_folder(folder, f"output folder does not exist: {folder}{whose}", f"{folder} is not a folder{whose}",
+                      f"output folder is not writable: {folder}{whose}")
     return path
 
 
 def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     """A one-line error, before any work, if ``path`` is not an existing, writable folder."""
     path = Path(path)
-    if not path.exists():
-        raise ChromDragoNNError(f"{what} does not exist: {path}")
-    if not path.is_dir():
-        raise ChromDragoNNError(f"{what} {path} is not a folder")
-    _probe_writable(path, f"{what} is not writable: {path}")
+    _check_folder(path, f"{what} does not exist: {path}", f"{what} {path} is not a folder",
+                  f"{what} is not writable: {path}")
     return path
+
+
+def _check_folder(folder: Path, missing: str, not_folder: str, not_writable: str) -> None:
+    if not folder.exists():
+        raise ChromDragoNNError(missing)
+    if not folder.is_dir():
+        raise ChromDragoNNError(not_folder)
+    _probe_writable(folder, not_writable)
 
 
 def _probe_writable(folder: Path, message: str) -> None:
