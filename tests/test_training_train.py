@@ -158,6 +158,24 @@ def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):
     assert hist[1].split("\t")[0] == "0" and 0 <= float(hist[1].split("\t")[2]) <= 1
 
 
+def test_head_warm_up_keeps_its_best_validation_state(cfg, stage1, tmp_path):
+    """select_every: the warm-up scores the head every N steps on stage 2's validation bins x
+    contexts and keeps the best state: the saved head scores exactly the best of those scores."""
+    from chromdragonn.training.train import _warmup_selector
+
+    s2 = replace(cfg.stage2, steps=0, head_warmup=HeadWarmup(steps=6, intervals=4, contexts_per_interval=2,
+                                                             train_bins=40, select_every=2))
+    run_cfg = replace(cfg, stage2=s2)
+    out = train_stage2(run_cfg, 0, tmp_path / "warm", False, stage1, progress=False)
+    summary = dict(line.split("\t") for line in (tmp_path / "warm" / "summary.tsv").read_text().splitlines())
+    scores = [float(x) for x in summary["warmup_selection_scores"].split(",")]
+    assert len(scores) == 3  # steps 2, 4, 6
+    assert int(summary["warmup_selected_step"]) == 2 * (1 + int(np.argmax(scores)))
+    model = load_model(out)[0]
+    assert _warmup_selector(model, FoldData(run_cfg, 0), run_cfg, torch.device("cpu"))() == pytest.approx(
+        max(scores), abs=1e-4)
+
+
 def test_head_copied_from_stage1_predicts_the_average_stage1_logit(cfg, stage1):
     """fc1 (trunk columns), bn4/bn5, fc2 copied; fc3 = mean of the per-context units: the stage-2
     log-odds equal the mean of the stage-1 logits, whatever the expression."""

@@ -47,6 +47,8 @@ class HeadWarmup:
     weight_decay: float = 0.0
     train_bins: int | None = None
     positive_share: float = 0.5
+    select_every: int = 0                     # > 0: every N steps score the head on stage 2's validation bins x
+                                              # validation contexts and keep the best state (0: the last state)
 
 
 @dataclass

@@ -76,19 +76,29 @@ ap.add_argument("--compact-oracle-head", action="store_true",
                      "init, ~2x faster, but float sums in another order, so training differs as much as between "
                      "reruns (v1 fold 0, training loci: 0.566 against 0.573 with the full head)")
 ap.add_argument("--trunk-columns", type=float, default=1.0, help="0: trunk features zeroed (mean + expression only)")
+ap.add_argument("--dump", default=None, help="write the held-out contexts' scores and labels at training loci (NPZ)")
+ap.add_argument("--select-every", type=int, default=None,
+                help="every N steps, score the head on the validation bins x validation contexts (pooled AUPRC) and "
+                     "keep the best state, as the pipeline's warm-up does (default: the config's "
+                     "stage2.head_warmup.select_every); 0: the last state")
+ap.add_argument("--seed", type=int, default=0,
+                help="seed of the head's init and of the pair sampler (0 reproduces the runs in REPORT.md); the "
+                     "evaluation bins do not depend on it")
 a = ap.parse_args()
 a.stage1 = a.stage1 or str(REPO / f"tmp/benchmark/run_v2/fold{a.fold}/stage1/stage1.pt")
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 cfg = load_config(REPO / a.config)
 cfg = cfg.replace(store=str(REPO / (a.store or cfg.store)), folds_file=str(REPO / cfg.folds_file))
+if a.select_every is None:
+    a.select_every = cfg.stage2.head_warmup.select_every
 if a.mean_init_scale is None:
     a.mean_init_scale = float(cfg.stage2.mean_init_scale or 0.0)
-print(f"config {a.config}, store {cfg.store}, fold {a.fold}, features {a.features}, "
+print(f"config {a.config}, store {cfg.store}, fold {a.fold}, seed {a.seed}, features {a.features}, "
       f"{'no mean' if a.no_mean else f'mean init scale {a.mean_init_scale}'}, steps {a.steps}", flush=True)
 data = FoldData(cfg, a.fold)
 store = data.store
-torch.manual_seed(0)
+torch.manual_seed(a.seed)
 model = ChromDragoNN(ModelConfig(len(store.genes), not a.no_mean))
 if a.features == "trunk":
     ck = load_checkpoint(Path(a.stage1))
@@ -146,7 +156,7 @@ pick = np.sort(np.random.default_rng(5).choice(len(cached), min(a.bins, len(cach
 bins, feats = cached[pick], feats[torch.from_numpy(pick)]
 row_of = np.full(len(store), -1)
 row_of[bins] = np.arange(len(bins))
-sampler = PairSampler(store, bins, data.train_ctx, data.mean, a.intervals, a.contexts_per_interval, 1,
+sampler = PairSampler(store, bins, data.train_ctx, data.mean, a.intervals, a.contexts_per_interval, 1 + a.seed,
                       with_sequence=False)
 expression = torch.from_numpy(store.expression)
 if a.standardise_expression:
@@ -158,6 +168,26 @@ if a.expression == "oracle-gates":
     gate_expr[:, [t.gene_index for t in rule.context_terms]] = rule.gates(store.expression)
     expression = torch.from_numpy(gate_expr.astype(store.expression.dtype))
 opt = torch.optim.Adam(model.head.parameters(), lr=a.lr)
+if a.select_every:
+    import copy
+
+    sel_idx = data.sample(data.valid_bins, 600, 2)
+    sel_y = np.asarray(store.labels[sel_idx][:, data.valid_ctx])
+    sel_f = oracle_features(sel_idx) if a.features == "oracle" else None
+
+    def validation_auprc():
+        model.head.eval()
+        with torch.no_grad():
+            f = sel_f if sel_f is not None else torch.cat(
+                [model.trunk(torch.from_numpy(store.onehot(sel_idx[i:i + 64]))) for i in range(0, len(sel_idx), 64)])
+            x = f.repeat_interleave(len(data.valid_ctx), 0)
+            expr = expression[torch.from_numpy(np.tile(data.valid_ctx, len(sel_idx)))]
+            m = None if a.no_mean else torch.from_numpy(data.mean[sel_idx]).repeat_interleave(len(data.valid_ctx), 0)
+            p = model.head(x, expr, m)[:, 1].exp().reshape(len(sel_idx), -1).numpy()
+        model.head.train()
+        return auprc(sel_y, p)
+
+    best = (-1.0, 0, None)
 model.head.train()
 t0, losses = time.time(), []
 for step in range(a.steps):
@@ -174,8 +204,15 @@ for step in range(a.steps):
     loss.backward()
     opt.step()
     losses.append(float(loss.detach()))
+    if a.select_every and (step + 1) % a.select_every == 0:
+        v = validation_auprc()
+        if v > best[0]:
+            best = (v, step + 1, copy.deepcopy(model.head.state_dict()))
     if (step + 1) % 200 == 0:
         print(f"step {step + 1}: loss {np.mean(losses[-200:]):.4f} ({time.time() - t0:.0f} s)", flush=True)
+if a.select_every:
+    model.head.load_state_dict(best[2])
+    print(f"selected step {best[1]} (validation pooled AUPRC {best[0]:.3f})", flush=True)
 if a.trunk_columns == 0:
     model.head.fc1.weight.data[:, :model.head.trunk_dim] = 0
 model.eval()
@@ -204,3 +241,6 @@ for name, tag, pool, tc in (("validation loci x validation contexts", 2, data.va
     text = ", ".join(f"{k} {auprc(y, s):.3f} / {np.mean([auprc(y[:, j], s[:, j]) for j in range(len(tc)) if y[:, j].any()]):.3f}"
                      for k, s in scores.items())
     print(f"{name} (AUPRC pooled / per context): {text}")
+    if a.dump and tag == 3:
+        np.savez(a.dump, labels=y, contexts=np.asarray(store.contexts)[tc], bins=idx,
+                 **{k.replace(" ", "_"): v for k, v in scores.items()})

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -38,6 +40,8 @@ ap.add_argument("--a-cpg", type=float, default=None)
 ap.add_argument("--constitutive-weight", type=float, default=None)
 ap.add_argument("--folds", default="0,1,2,3,4")
 ap.add_argument("--steps", type=int, default=800)
+ap.add_argument("--seeds", default="0", help="head seeds (head_warmup.py --seed); acceptance is judged on each "
+                                              "fold's mean over seeds")
 ap.add_argument("--full-head", action="store_true", help="head_warmup without --compact-oracle-head")
 ap.add_argument("--extra", default="", help="more head_warmup.py arguments, e.g. '--mean-init-scale 3'")
 a = ap.parse_args()
@@ -76,11 +80,11 @@ if not a.no_build:
 PAT = re.compile(r"^training loci \(AUPRC pooled / per context\): (.*)$", re.M)
 
 
-def run(fold, no_mean):
-    tag = f"fold{fold}_{'nomean' if no_mean else 'mean'}"
+def run(fold, no_mean, seed):
+    tag = f"fold{fold}_{'nomean' if no_mean else 'mean'}" + (f"_seed{seed}" if seed else "")
     cmd = [sys.executable, str(REPO / "training/diagnostics/head_warmup.py"), "--config",
            "training/configs/benchmark_v2.yaml", "--store", str(store), "--fold", str(fold), "--features", "oracle",
-           "--steps", str(a.steps)] + ([] if a.full_head else ["--compact-oracle-head"]) + \
+           "--steps", str(a.steps), "--seed", str(seed)] + ([] if a.full_head else ["--compact-oracle-head"]) + \
         (["--no-mean"] if no_mean else []) + a.extra.split()
     t0 = time.time()
     text = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True).stdout
@@ -92,14 +96,22 @@ def run(fold, no_mean):
 
 
 rows = {}
+seeds = [int(x) for x in a.seeds.split(",")]
 for f in [int(x) for x in a.folds.split(",")]:
-    with_mean, no_mean = run(f, False), run(f, True)
-    r = {"mean": with_mean["mean"], "weighted mean": with_mean["weighted mean"], "oracle no mean": no_mean["model"],
-         "oracle with mean": with_mean["model"], "rule P": with_mean.get("rule P", float("nan"))}
+    per_seed = []
+    for seed in seeds:
+        with_mean, no_mean = run(f, False, seed), run(f, True, seed)
+        per_seed.append({"mean": with_mean["mean"], "weighted mean": with_mean["weighted mean"],
+                         "oracle no mean": no_mean["model"], "oracle with mean": with_mean["model"],
+                         "rule P": with_mean.get("rule P", float("nan"))})
+    # the baselines do not depend on the seed; the oracle rows are averaged over seeds
+    r = {k: round(float(np.mean([p[k] for p in per_seed])), 4) for k in per_seed[0]}
+    r["seeds"] = {s: {k: p[k] for k in ("oracle no mean", "oracle with mean")} for s, p in zip(seeds, per_seed)}
     order = [r["mean"], r["weighted mean"], r["oracle no mean"], r["oracle with mean"]]
     r["steps"] = [round(y - x, 3) for x, y in zip(order, order[1:])]
     r["pass"] = all(d >= 0.01 for d in r["steps"])
     rows[f] = r
     print(f"fold {f}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
-json.dump({"args": vars(a), "folds": rows}, open(out / "result.json", "w"), indent=1)
-print(f"{a.name}: acceptance in {sum(r['pass'] for r in rows.values())} of {len(rows)} folds")
+    json.dump({"args": vars(a), "folds": rows}, open(out / "result.json", "w"), indent=1)
+print(f"{a.name}: acceptance in {sum(r['pass'] for r in rows.values())} of {len(rows)} folds "
+      f"(oracle rows: mean of {len(seeds)} seed(s))")
