@@ -123,7 +123,7 @@ def main() -> None:
     frac = open_all.mean(axis=1)
     print(f"rule P of {len(starts):,} bins in {t_rule:.0f} s; open (P >= 0.5) in a context: "
           f"{open_all.mean():.3%}", flush=True)
-    rows, per_ctx = [], []
+    rows, per_ctx, totals = [], [], []
     for ctx in contexts:
         j = all_ctx.index(ctx)
         ok = np.flatnonzero(open_all[:, j] & (frac < 0.3))
@@ -147,7 +147,7 @@ def main() -> None:
         matches = pd.read_csv(out / ctx / "matches.tsv", sep="\t")
         summary = pd.read_csv(out / "summary.tsv", sep="\t")
         n_pat = int((summary["pattern"].fillna("") != "").sum())
-        found = 0
+        found, contribs, in_opening = 0, [], []
         for m, t in enumerate(terms):
             gate = 1.0 if m < n_const else float(gates[j, m - n_const])
             mean_sel, mean_all = float(occ[pick, m].mean()), float(occ[:, m].mean())
@@ -158,12 +158,22 @@ def main() -> None:
             status = (f"best match of {', '.join(best['pattern'])} (q {best['q'].min():.2g})" if len(best) else
                       f"top 10 of {', '.join(sig['pattern'].unique())} (q {sig['q'].min():.2g})" if len(sig) else "no")
             found += status != "no"
+            contribs.append(contrib)
+            opening = same & matches["effect"].eq("opens") & ((matches["rank"] == 1) | (matches["q"] < 0.05))
+            in_opening.append(bool(opening.any()))
             rows.append(f"| {ctx} | {t.tf} {t.motif_id} | {gate:.2f} | {mean_sel:.3f} / {mean_all:.3f} | "
                         f"{contrib:+.1f} | {status} |")
         best_names = "; ".join(f"{r.pattern} ({r.effect}, {r.n_seqlets}): {r.best_match_name} q {r.q:.2g}"
                                for r in summary.itertuples() if isinstance(r.pattern, str) and r.pattern)
-        per_ctx.append(f"| {ctx} | {len(pick)} | {float(prob[pick, j].mean()):.3f} | {n_pat} | {found} of "
-                       f"{len(terms)} | {best_names or '-'} | {secs:.0f} |")
+        # the motifs that open these bins by the rule: contribution >= 10% of the largest
+        driving = [k for k, c in enumerate(contribs) if c >= 0.1 * max(contribs)]
+        hit = [terms[k].tf for k in driving if in_opening[k]]
+        missed = [terms[k].tf for k in driving if not in_opening[k]]
+        off = [t.tf for k, t in enumerate(terms) if k not in driving and in_opening[k]]
+        totals.append((len(hit), len(driving), len(off)))
+        per_ctx.append(f"| {ctx} | {len(pick)} | {float(prob[pick, j].mean()):.3f} | {n_pat} | {len(hit)} of "
+                       f"{len(driving)}: found {', '.join(hit) or '-'}; missed {', '.join(missed) or '-'} | "
+                       f"{', '.join(off) or '-'} | {found} of {len(terms)} | {best_names or '-'} | {secs:.0f} |")
         print(per_ctx[-1], flush=True)
     body = "\n".join([
         f"Weights `{weights}` (fold {args.fold}; contexts held out of its training). Bins by the benchmark's "
@@ -173,8 +183,16 @@ def main() -> None:
         f"central 400 bp, {args.leiden_runs} Leiden runs; Tomtom against JASPAR 2024 CORE vertebrates). One "
         "thread, 2 shared CPUs.",
         "",
-        "| context | bins | rule P of the bins | patterns | rule motifs found | patterns (effect, seqlets): best match, q | s |",
-        "|---|---:|---:|---:|---|---|---:|",
+        f"**Driving rule motifs found in an opening pattern: {sum(t[0] for t in totals)} of "
+        f"{sum(t[1] for t in totals)}** over the {len(totals)} contexts (driving: the rule motifs whose "
+        "contribution to the chosen bins is >= 10% of the largest; found: the motif's JASPAR ID or its TF's name "
+        "is the best match of an opening (positive) pattern, or among its 10 best with q < 0.05); rule motifs "
+        f"that do not drive the bins but were found in an opening pattern: {sum(t[2] for t in totals)}.",
+        "",
+        "| context | bins | rule P of the bins | patterns | driving rule motifs in an opening pattern | "
+        "non-driving rule motifs in an opening pattern | rule motifs in any pattern | patterns (effect, seqlets): "
+        "best match, q | s |",
+        "|---|---:|---:|---:|---|---|---|---|---:|",
         *per_ctx,
         "",
         "Per rule motif (found: same JASPAR ID or the same TF's motif; mean occupancy: soft site count in "

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import html
 import logging
-import math
 import os
 import re
 import time
@@ -55,7 +54,7 @@ from chromdragonn.cli import model_option
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.inputs.expression import parse_contexts
 from chromdragonn.inputs.files import check_readable
-from chromdragonn.inputs.genome import WINDOW, Genome, centered_window, one_hot_batch
+from chromdragonn.inputs.genome import WINDOW, Genome, centered_window, one_hot_batch, parse_region
 from chromdragonn.inputs.session import Session, context_expression, expression_source, model_label, positive_int
 from chromdragonn.nn.model import ALPHABET
 from chromdragonn.outputs.atomic import atomic_folder, check_new_folder
@@ -331,8 +330,17 @@ def learned_motifs(fasta, contexts, region: str | None = None, bed=None, express
     db = motif_db if isinstance(motif_db, MotifDatabase) else MotifDatabase.load(motif_db)
     bins = candidate_bins(region, bed)
     genome = Genome(fasta)
-    for c in bins["chrom"].unique():
-        genome.resolve(c)
+    if region is not None:
+        chrom, _, end = parse_region(region)
+        name = genome.resolve(chrom)
+        if end > genome.lengths[name]:
+            raise ChromDragoNNError(
+                f"region {region} runs past the end of {name} in {genome.path} ({genome.lengths[name]:,} bp)")
+    for c, starts in bins.groupby("chrom", sort=False)["start"]:
+        name = genome.resolve(c)
+        if int(starts.max()) >= genome.lengths[name]:
+            raise ChromDragoNNError(f"a BED interval on {c} starts past the end of {name} in {genome.path} "
+                                    f"({genome.lengths[name]:,} bp): a wrong or truncated FASTA?")
     session = Session.open(contexts, model, expression, expression_units, mean_bigwig, device)
     session.check_chromosomes(sorted(bins["chrom"].unique()))
     names = session.contexts
