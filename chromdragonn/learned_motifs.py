@@ -63,6 +63,7 @@ from chromdragonn.outputs.tables import FLOAT_FORMAT
 log = logging.getLogger(__name__)
 
 SELECTIONS = ("specific", "all")
+FEW_BINS = 100  # fewer kept bins than this: a warning (TF-MoDISco rarely finds a pattern)
 JASPAR_NAME = "jaspar"
 
 
@@ -365,6 +366,9 @@ def learned_motifs(fasta, contexts, region: str | None = None, bed=None, express
         if len(idx) == 0:
             log.warning("%s: no bin passes the selection (%s); no motifs", ctx, counts)
             continue
+        if len(idx) < FEW_BINS:
+            log.warning("%s: only %d bins pass the selection (%s); TF-MoDISco needs a few hundred: give a larger "
+                        "region, a lower --open-threshold or --select all", ctx, len(idx), counts)
         onehot = one_hot_batch([seqs[i] for i in idx])
         mean = session.mean_values(_windows(used))
         t0 = time.perf_counter()
