@@ -361,7 +361,7 @@ def learned_motifs(fasta, contexts, region: str | None = None, bed=None, express
     for j, ctx in enumerate(names):
         idx, counts = select_bins(probs[:, j], p_ref, usable, settings)
         used = bins.iloc[idx].reset_index(drop=True).assign(p=probs[idx, j])
-        res = ContextMotifs(ctx, used, counts, seconds={"probabilities (all contexts)": round(t_prob, 1)})
+        res = ContextMotifs(ctx, used, counts, seconds={"P of the candidates": round(t_prob, 1)})
         results.append(res)
         if len(idx) == 0:
             log.warning("%s: no bin passes the selection (%s); no motifs", ctx, counts)
