@@ -16,7 +16,8 @@ import sys
 from chromdragonn.errors import ChromDragoNNError
 
 SUBCOMMAND_MODULES = ["chromdragonn.predict", "chromdragonn.variants", "chromdragonn.ism", "chromdragonn.track",
-                      "chromdragonn.atlas", "chromdragonn.attribute", "chromdragonn.tf_drivers", "chromdragonn.convert"]
+                      "chromdragonn.atlas", "chromdragonn.attribute", "chromdragonn.tf_drivers", "chromdragonn.learned_motifs",
+                      "chromdragonn.convert"]
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -131,3 +131,43 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """:func:`atomic_outputs` for one file."""
     with atomic_outputs(path) as (tmp,):
         yield tmp
+
+
+def check_new_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """A one-line error, before any work, unless ``path`` can be made as a new folder: it must not
+    exist yet (the command does not mix its files with older ones), and its parent must be a writable
+    folder."""
+    path = Path(path)
+    if path.exists():
+        raise ChromDragoNNError(f"{what} {path} already exists; give a new folder name (or remove it)")
+    parent = path.parent
+    _check_folder(parent, f"the parent folder of {what} {path} does not exist: {parent}",
+                  f"{parent} is not a folder (for {what} {path})",
+                  f"folder is not writable: {parent} (for {what} {path})")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A folder written whole or not at all: the block fills ``<path>.partial``, which is renamed onto
+    ``path`` when the block completes and removed on any failure, interrupt or termination::
+
+        with atomic_folder(out_dir) as tmp:
+            write(tmp / "report.md"); ...
+    """
+    import shutil
+
+    final = check_new_folder(path)
+    tmp = partial_path(final)
+    if tmp.exists():  # left by a run killed with SIGKILL
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    done = False
+    try:
+        with sigterm_raises():
+            tmp.mkdir()
+            yield tmp
+            os.rename(tmp, final)
+            done = True
+    finally:
+        if not done:
+            shutil.rmtree(tmp, ignore_errors=True)
