@@ -377,8 +377,9 @@ def _warmup_selector(model: ChromDragoNN, data: FoldData, cfg: TrainingConfig, d
 
     Why: the head's ranking across contexts it never saw moves a lot from one Adam step to the
     next (benchmark v2's oracle head, fold 0: pooled AUPRC on held-out contexts 0.610 after 800
-    steps, 0.694 for the state at step 700 that validation picks; training/REPORT.md), so the
-    warm-up keeps its best state as stage 2 does."""
+    steps, 0.694 for the state at step 700 that validation picks).  Off unless
+    ``head_warmup.select_every`` is set: with only 4 validation contexts per fold it picked worse
+    states in folds 3 and 4 of benchmark v2 (training/REPORT.md, "Benchmark v2: seeds")."""
     store = data.store
     val_bins = data.sample(data.valid_bins, cfg.stage2.eval_bins, tag=2)
     feats = cache_trunk_features(model, store, val_bins, cfg, device, progress=False).to(device).float()
