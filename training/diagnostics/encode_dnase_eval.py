@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from chromdragonn.training.config import HeadWarmup, load_config  # noqa: E402
-from chromdragonn.training.data import FoldData, mean_feature, positive_enriched_subset  # noqa: E402
+from chromdragonn.training.data import FoldData, mean_feature  # noqa: E402
 from chromdragonn.training.evaluate import auprc, auroc  # noqa: E402
 
 log = logging.getLogger("encode_dnase_eval")
@@ -150,6 +150,19 @@ def head_probs(model, feats: torch.Tensor, expression: np.ndarray, mean: np.ndar
     return out
 
 
+def loco_bins(store, train_bins: np.ndarray, ctx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A LOCO head's training bins, chosen with its own contexts' labels only: n/2 bins open in >= 1 of
+    ``ctx`` and n/2 closed in all of them, each the bins of lowest rank under one seeded random order of
+    the training loci (the same order for every fold, so the folds' sets overlap and the trunk features of
+    their union are computed once)."""
+    rank = np.random.default_rng([seed, 55]).permutation(len(train_bins))
+    open_any = np.asarray(store.labels[train_bins][:, ctx]).any(axis=1)
+    order = np.argsort(rank)
+    pos = [i for i in order if open_any[i]][: n // 2]
+    neg = [i for i in order if not open_any[i]][: n - len(pos)]
+    return np.sort(train_bins[np.array(pos + neg)])
+
+
 def cached(path: Path, make):
     if path.is_file():
         log.info("reusing %s", path)
@@ -168,19 +181,25 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="default: <run_dir>/eval")
     ap.add_argument("--kmer-k", type=int, default=6)
     ap.add_argument("--loco-steps", type=int, default=300, help="head steps per LOCO head")
-    ap.add_argument("--loco-bins", type=int, default=4000, help="training-loci bins whose features the LOCO heads use")
+    ap.add_argument("--loco-bins", type=int, default=3000, help="training-loci bins per LOCO head (half open)")
     ap.add_argument("--parts", default="baselines,model,loco")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    ap.add_argument("--smoke", type=int, default=None, help=argparse.SUPPRESS)  # N bins of each kind: checks the script
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, run_dir=args.run_dir)
     run = Path(cfg.run_dir)
     out = Path(args.out or run / "eval")
     out.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
     d0 = FoldData(cfg, 0)
     store = d0.store
+    if args.smoke:
+        rng = np.random.default_rng(0)
+        for name in ("train_bins", "valid_bins", "heldout_bins"):
+            setattr(d0, name, np.sort(rng.choice(getattr(d0, name), args.smoke, replace=False)))
     ctxs = list(store.contexts)
     held = d0.heldout_bins
     y = np.asarray(store.labels[held]).astype(np.int64)
@@ -225,9 +244,11 @@ def main(argv=None) -> int:
     loco_info = {}
     if "loco" in parts:
         t = time.time()
-        bins = positive_enriched_subset(store, d0.train_bins, d0.train_ctx, args.loco_bins, 0.5, cfg.seed + 5)
-        feats_tr = torch.from_numpy(cached(out / f"feats_with_mean_train{args.loco_bins}.npy",
-                                           lambda: trunk_features(wm, store, bins))).to(torch.bfloat16)
+        fold_bins = {fold: loco_bins(store, d0.train_bins, FoldData(cfg, fold, store).train_ctx, args.loco_bins,
+                                     cfg.seed) for fold in range(1, C + 1)}
+        union = np.unique(np.concatenate(list(fold_bins.values())))
+        feats_union = torch.from_numpy(cached(out / f"feats_with_mean_train{args.loco_bins}.npy",
+                                              lambda: trunk_features(wm, store, union))).to(torch.bfloat16)
         for with_mean in (True, False):
             key = "loco_mean" if with_mean else "loco_no_mean"
             p = np.full((len(held), C), np.nan, np.float32)
@@ -246,7 +267,8 @@ def main(argv=None) -> int:
                     warm = HeadWarmup(steps=args.loco_steps, intervals=128, contexts_per_interval=len(dk.train_ctx),
                                       lr=cfg.stage2.head_warmup.lr)
                     info = warm_up_head(m, dk, warm, cfg, cfg.seed + 1000 * fold, torch.device("cpu"),
-                                        progress=False, features=(bins, feats_tr))
+                                        progress=False,
+                                        features=(fold_bins[fold], feats_union[np.searchsorted(union, fold_bins[fold])]))
                     log.info("LOCO %s %s: head %d steps, final loss %.4f, %.0f s", key, ctxs[tj], info["steps"],
                              info["final_loss"], info["seconds"])
                     return head_probs(m, feats_wm, store.expression[[tj]], dk.mean[held] if with_mean else None)[:, 0]
