@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--out", default=None, help="default: <run_dir>/eval")
     ap.add_argument("--kmer-k", type=int, default=6)
-    ap.add_argument("--loco-steps", type=int, default=300, help="head steps per LOCO head")
+    ap.add_argument("--loco-steps", type=int, default=200, help="head steps per LOCO head")
     ap.add_argument("--loco-bins", type=int, default=3000, help="training-loci bins per LOCO head (half open)")
     ap.add_argument("--parts", default="baselines,model,loco")
     ap.add_argument("--threads", type=int, default=1)
