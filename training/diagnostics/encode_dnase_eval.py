@@ -15,7 +15,7 @@ context (E116 GM12878, E117 HeLa-S3, E123 K562, E003 H1) the rows are:
 - ``mean of the other 3 contexts``: the baseline, each bin's own mean label over the other three contexts;
 - ``k-mer logistic regression``: per context, scikit-learn L2 logistic regression on log(1 + count) of
   canonical k-mers (default k = 6: 2,080 features) of the 1 kb window, fitted on training loci (every bin
-  open in >= 1 context + as many closed ones drawn at random, seeded), C chosen on the validation loci;
+  open in >= 1 context + as many closed ones drawn at random, seeded), C (1e-5 to 1e-2) chosen on the validation loci;
 - ``LOCO + mean`` / ``LOCO, no mean``: leave-one-context-out. For each context t, a new stage-2 head
   (expression [+ mean over the three others]) is trained on the three other contexts only (folds 1-4 of
   the folds file) and predicts t's held-out loci from t's RNA-seq. The heads sit on the trunk of the
@@ -109,7 +109,7 @@ def kmer_lr(store, d0, k: int, seed: int) -> np.ndarray:
     for j, ctx in enumerate(store.contexts):
         y_tr, y_va = lab[train, j], lab[d0.valid_bins, j]
         best = None
-        for c in (1e-4, 1e-3, 1e-2):
+        for c in (1e-5, 1e-4, 1e-3, 1e-2):
             m = LogisticRegression(C=c, max_iter=300).fit(x_tr, y_tr)
             score = auprc(y_va, m.predict_proba(x_va)[:, 1])
             if best is None or score > best[0]:
