@@ -41,15 +41,24 @@ class NamedModel:
     """A shipped model that ``--model NAME`` chooses: a Kipoi model folder and its default mean track."""
 
     name: str
-    folder: Path        # holds model.yaml (and, but for the root, its own model.py, dataloader.py, weights/)
-    mean_bigwig: Path   # the default mean-accessibility track of this model
+    folder: Path | None       # holds model.yaml, model.py, dataloader.py, weights/; None: the repository
+                              # root's model.yaml (paths.MODEL_YAML, looked up when used)
+    mean_bigwig: Path | None  # the default mean-accessibility track of this model; None: paths.MEAN_BIGWIG
     summary: str
+
+    @property
+    def model_yaml(self) -> Path:
+        return paths.MODEL_YAML if self.folder is None else self.folder / "model.yaml"
+
+    @property
+    def default_mean(self) -> Path:
+        return paths.MEAN_BIGWIG if self.mean_bigwig is None else self.mean_bigwig
 
 
 # The one registry of named models: every command (predict, score-variants, ism, track, attribute,
 # tf-drivers, atlas), the Python API and the Kipoi folders resolve names here.
 NAMED_MODELS: dict[str, NamedModel] = {m.name: m for m in (
-    NamedModel("ensemble", paths.REPO_ROOT, paths.MEAN_BIGWIG,
+    NamedModel("ensemble", None, None,
                "the default: 5-fold ensemble trained on simulated labels (root model.yaml)"),
     NamedModel("encode_dnase_chr22", paths.WEIGHTS_DIR / "encode_dnase_chr22",
                paths.WEIGHTS_DIR / "encode_dnase_chr22" / "weights" / "mean_accessibility_chr22.bw",
@@ -75,7 +84,7 @@ def default_mean_bigwig(model) -> Path:
     (``weights/mean_accessibility_chr22.bw`` inside it, as its dataloader.py finds it), else the shipped one."""
     named = named_model(model)
     if named is not None:
-        return named.mean_bigwig
+        return named.default_mean
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
         own = Path(model) / "weights" / paths.MEAN_BIGWIG.name
         if own.is_file():
@@ -148,7 +157,7 @@ def resolve_model(model=None):
         raise ChromDragoNNError(f"model {model!r}: give a fold number, 'ensemble' or a weights file")
     named = named_model(model)
     if named is not None:
-        return DeclaredModel.read(named.folder / "model.yaml").load()
+        return DeclaredModel.read(named.model_yaml).load()
     if isinstance(model, (int, np.integer)):
         return _default_fold(int(model))
     if isinstance(model, str):
