@@ -129,3 +129,61 @@ def test_release_reader_refuses_code_and_object_arrays(tmp_path):
     joblib.dump({"a": np.arange(3), "b": ["x", 1, 2.5]}, tmp_path / "ok.joblib")
     ok = safe_joblib_load(tmp_path / "ok.joblib")
     assert ok["a"].tolist() == [0, 1, 2] and ok["b"] == ["x", 1, 2.5]
+
+
+# ---- encode_dnase_chr22: real ENCODE DNase-seq peaks (training/configs/encode_dnase_chr22_peaks.tsv) ----
+
+ACC = SHARED / "accessibility"
+H1_IDR = ACC / "encode_dnase_duke_idr_H1-hESC_E003_hg19_chr22.narrowPeak.gz"
+GM12878 = ACC / "encode_dnase_uniform_GM12878_E116_hg19_chr22.narrowPeak.gz"
+MANIFEST = paths.REPO_ROOT / "training" / "configs" / "encode_dnase_chr22_peaks.tsv"
+
+
+def test_h1_idr_peaks_standardised_to_summit_plus_minus_75():
+    from chromdragonn.training.preprocess import read_summit_peaks
+
+    raw = read_bed(H1_IDR)
+    std = read_summit_peaks(H1_IDR, 75)
+    assert len(std) == len(raw) == 1852
+    assert (std["end"] - std["start"] == 150).all()
+    # first record: chr22 17081845 17084554 ... summit offset 437 -> [17082282 - 75, 17082282 + 75)
+    assert (std["start"].iloc[0], std["end"].iloc[0]) == (17082207, 17082357)
+    centre = std["start"] + 75
+    assert ((centre >= raw["start"]) & (centre < raw["end"])).all()
+    assert (raw["end"] - raw["start"]).median() == 1463  # the wide peaks (the data README says ~1,462 bp)
+
+
+def test_summit_standardisation_changes_the_labels_and_needs_a_summit(tmp_path):
+    from chromdragonn.training.preprocess import read_regions, read_summit_peaks
+
+    starts = np.array([17082100, 17082150, 17082200, 17082250, 17082300, 17083000])
+    wide = read_regions(H1_IDR, ["chr22"])["chr22"]
+    summit = read_regions(H1_IDR, ["chr22"], summit_flank=75)["chr22"]
+    assert label_bins(wide, starts).tolist() == [1, 1, 1, 1, 1, 1]
+    # [17082207, 17082357) covers 93, 143, 150, 107, 57 and 0 bp of the six bins
+    assert label_bins(summit, starts).tolist() == [0, 1, 1, 1, 0, 0]
+    # the uniform peaks have no summit (column 10 is -1): standardising them is refused, naming file:line
+    with pytest.raises(ChromDragoNNError, match=r"GM12878_E116_hg19_chr22.narrowPeak.gz:1: no usable summit"):
+        read_summit_peaks(GM12878, 75)
+
+
+def test_label_rule_on_real_uniform_peaks():
+    from chromdragonn.training.preprocess import read_regions
+
+    merged = read_regions(GM12878, ["chr22"])["chr22"]
+    # GM12878 peak chr22 21033165 21033315 (150 bp, ENCODE uniform): bins every 50 bp around it
+    starts = np.array([21033000, 21033050, 21033100, 21033150, 21033200, 21033250])
+    assert covered_bases(*merged, starts, starts + 200).tolist() == [35, 85, 135, 150, 115, 65]
+    assert label_bins(merged, starts).tolist() == [0, 0, 1, 1, 1, 0]
+
+
+def test_encode_manifest_standardises_h1_only(tmp_path):
+    from chromdragonn.training.preprocess import read_peaks_manifest
+
+    peaks, flanks = read_peaks_manifest(MANIFEST, with_flanks=True)
+    assert list(peaks) == ["E116", "E117", "E123", "E003"] and flanks == {"E003": 75}
+    assert all(p.is_file() for p in peaks.values())
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(f"E003\t{H1_IDR}\tseventy\n")
+    with pytest.raises(ChromDragoNNError, match=r"bad.tsv:1: summit_flank must be a whole number"):
+        read_peaks_manifest(bad, with_flanks=True)

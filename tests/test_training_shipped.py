@@ -38,8 +38,8 @@ def test_shipped_files_match_model_yaml_and_folds():
     assert genes == pd.read_csv(paths.GENE_PANEL, sep="\t")["gene_symbol"].tolist()
     folds = read_folds(paths.FOLDS_FILE)
     assert sorted(folds.fold.unique()) == [0, 1, 2, 3, 4]
-    sizes = sum(p.stat().st_size for p in paths.WEIGHTS_DIR.iterdir())
-    assert sizes < 120e6  # weights/ budget
+    sizes = sum(p.stat().st_size for p in paths.WEIGHTS_DIR.rglob("*") if p.is_file())
+    assert sizes < 150e6  # weights/ budget, the named models' folders (weights/encode_dnase_chr22/) included
 
 
 def test_ensemble_tracks_the_true_rule_on_held_out_loci(windows):

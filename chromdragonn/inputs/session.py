@@ -6,6 +6,8 @@ Python functions, and the root Kipoi files (model.py, dataloader.py).
 ``model`` (the one option, ``--model`` on the command line) is one of:
 - ``None`` or ``"ensemble"``: the default model that the root model.yaml declares (the five folds),
   checked against the md5s, gene count and mean input declared there;
+- the name of a shipped model in ``NAMED_MODELS`` (e.g. ``"encode_dnase_chr22"``): the Kipoi model
+  folder it names, with its own mean-accessibility track as the default ``mean_bigwig``;
 - a fold number, ``3``, ``"3"`` or ``"fold3"``: that member of the default model;
 - a Kipoi model folder (one holding model.yaml): the model it declares;
 - a weights file path, or several (a list, or comma-separated): that model or their ensemble;
@@ -32,6 +34,62 @@ from chromdragonn.inputs.genome import MeanAccessibility
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAMES = ("", "ensemble", "default")
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A shipped model that ``--model NAME`` chooses: a Kipoi model folder and its default mean track."""
+
+    name: str
+    folder: Path | None       # holds model.yaml, model.py, dataloader.py, weights/; None: the repository
+                              # root's model.yaml (paths.MODEL_YAML, looked up when used)
+    mean_bigwig: Path | None  # the default mean-accessibility track of this model; None: paths.MEAN_BIGWIG
+    summary: str
+
+    @property
+    def model_yaml(self) -> Path:
+        return paths.MODEL_YAML if self.folder is None else self.folder / "model.yaml"
+
+    @property
+    def default_mean(self) -> Path:
+        return paths.MEAN_BIGWIG if self.mean_bigwig is None else self.mean_bigwig
+
+
+# The one registry of named models: every command (predict, score-variants, ism, track, attribute,
+# tf-drivers, atlas), the Python API and the Kipoi folders resolve names here.
+NAMED_MODELS: dict[str, NamedModel] = {m.name: m for m in (
+    NamedModel("ensemble", None, None,
+               "the default: 5-fold ensemble trained on simulated labels (root model.yaml)"),
+    NamedModel("encode_dnase_chr22", paths.WEIGHTS_DIR / "encode_dnase_chr22",
+               paths.WEIGHTS_DIR / "encode_dnase_chr22" / "weights" / "mean_accessibility_chr22.bw",
+               "real ENCODE DNase-seq peaks of 4 contexts on 5.95 Mb of hg19 chr22 (weights/README.md)"),
+)}
+
+
+def named_model(model) -> NamedModel | None:
+    """The registry entry ``model`` names (None, "", "default" and "ensemble" name the default), else None."""
+    if model is None:
+        return NAMED_MODELS["ensemble"]
+    if isinstance(model, str):
+        key = model.strip().lower()
+        if key in DEFAULT_MODEL_NAMES:
+            return NAMED_MODELS["ensemble"]
+        if key in NAMED_MODELS and not Path(model).exists():
+            return NAMED_MODELS[key]
+    return None
+
+
+def default_mean_bigwig(model) -> Path:
+    """The mean track used when none is given: the named model's, a model folder's own
+    (``weights/mean_accessibility_chr22.bw`` inside it, as its dataloader.py finds it), else the shipped one."""
+    named = named_model(model)
+    if named is not None:
+        return named.default_mean
+    if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
+        own = Path(model) / "weights" / paths.MEAN_BIGWIG.name
+        if own.is_file():
+            return own
+    return paths.MEAN_BIGWIG
 
 
 @dataclass(frozen=True)
@@ -97,8 +155,9 @@ def resolve_model(model=None):
         return net.eval(), list(genes)
     if isinstance(model, bool):
         raise ChromDragoNNError(f"model {model!r}: give a fold number, 'ensemble' or a weights file")
-    if model is None or (isinstance(model, str) and model.strip().lower() in DEFAULT_MODEL_NAMES):
-        return DeclaredModel.read().load()
+    named = named_model(model)
+    if named is not None:
+        return DeclaredModel.read(named.model_yaml).load()
     if isinstance(model, (int, np.integer)):
         return _default_fold(int(model))
     if isinstance(model, str):
@@ -111,6 +170,11 @@ def resolve_model(model=None):
             raise ChromDragoNNError(
                 f"--model {' '.join(model)}: a fold number ({folds[0]}) stands alone; to average several folds "
                 "give their weights files (weights/foldN.with_mean.pt ...), or 'ensemble' for all of them")
+        unknown = [p for p in model if not Path(p).exists() and not re.search(r"[/\\]|\.pt$", p)]
+        if unknown:
+            raise ChromDragoNNError(
+                f"unknown model {unknown[0]!r}: give a model name ({', '.join(NAMED_MODELS)}), a fold number, "
+                "a Kipoi model folder or a weights file")
     items = [model] if isinstance(model, os.PathLike) else list(model)
     if len(items) == 1 and Path(items[0]).is_dir():
         folder = Path(items[0])
@@ -134,6 +198,9 @@ def model_label(model) -> str:
     """How the model option is named in messages."""
     if model is None or (isinstance(model, str) and model.strip().lower() in DEFAULT_MODEL_NAMES):
         return "model.yaml's default model"
+    named = named_model(model)
+    if named is not None:
+        return f"the model {named.name}"
     if isinstance(model, (tuple, list)) and len(model) == 2 and hasattr(model[0], "predict_grid"):
         return "the given model"
     if isinstance(model, (list, tuple)):
@@ -186,13 +253,16 @@ def context_expression(contexts: Sequence[str], genes: Sequence[str], expression
     return source.matrix(list(contexts))
 
 
-def open_mean_track(model, mean_bigwig=None) -> MeanAccessibility | None:
-    """The mean-accessibility track when the model takes it, else None."""
+def open_mean_track(model, mean_bigwig=None, default=None) -> MeanAccessibility | None:
+    """The mean-accessibility track when the model takes it, else None.
+
+    ``default``: the track used when ``mean_bigwig`` is None (:func:`default_mean_bigwig` of the chosen
+    model; the shipped one when None)."""
     if not model.with_mean:
         if mean_bigwig is not None:
             log.info("this model takes no mean-accessibility input: --mean-bigwig %s is not used", mean_bigwig)
         return None
-    bw = Path(mean_bigwig) if mean_bigwig is not None else paths.MEAN_BIGWIG
+    bw = Path(mean_bigwig) if mean_bigwig is not None else Path(default or paths.MEAN_BIGWIG)
     if not bw.is_file():
         raise ChromDragoNNError(f"this model needs the mean-accessibility bigWig (--mean-bigwig); not found: {bw}")
     return MeanAccessibility(bw)
@@ -217,7 +287,8 @@ class Session:
         net, genes = resolve_model(model)
         net.to(dev).eval()
         matrix = context_expression(names, genes, expression, expression_units, label=model_label(model))
-        return cls(net, list(genes), names, matrix, open_mean_track(net, mean_bigwig), dev)
+        return cls(net, list(genes), names, matrix,
+                   open_mean_track(net, mean_bigwig, default_mean_bigwig(model)), dev)
 
     def expression_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.expression).to(self.device)

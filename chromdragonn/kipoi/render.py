@@ -164,8 +164,9 @@ def render_model_yaml(weights: list[str], md5s: list[str], n_genes: int, with_me
     return header + _dump(model)
 
 
-def render_dataloader_yaml(n_genes: int, with_mean: bool = True) -> str:
-    """The text of dataloader.yaml (``defined_as: dataloader.py::ChromDragoNNDataset``)."""
+def render_dataloader_yaml(n_genes: int, with_mean: bool = True, example_dir: str = "example") -> str:
+    """The text of dataloader.yaml (``defined_as: dataloader.py::ChromDragoNNDataset``); ``example_dir``:
+    where the example inputs are, relative to the model folder."""
     outputs = {
         "seq": {"shape": f"({WINDOW}, 4)", "special_type": "DNASeq", "doc": SEQ_DOC,
                 "associated_metadata": "ranges"},
@@ -182,12 +183,12 @@ def render_dataloader_yaml(n_genes: int, with_mean: bool = True) -> str:
                         "is resized to 1,000 bp around its centre (kipoiseq Interval.resize). The name column, "
                         "or chrom:start-end, becomes the id in metadata/ranges. chr22 and 22 are the same "
                         "chromosome."),
-                "example": "example/intervals.bed",
+                "example": f"{example_dir}/intervals.bed",
             },
             "fasta_file": {
                 "doc": ("hg19 FASTA, plain or bgzipped (plain gzip is refused: bgzip it). The .fai (and .gzi) "
                         "index is built beside it when missing. Bases past a chromosome end are N."),
-                "example": "example/hg19_chr22_1-22000000.fa.gz",
+                "example": f"{example_dir}/hg19_chr22_1-22000000.fa.gz",
             },
             "cell_types": {
                 "doc": ("Cell contexts to predict in: a list, or a comma-separated string, of names from the "
@@ -202,7 +203,7 @@ def render_dataloader_yaml(n_genes: int, with_mean: bool = True) -> str:
                         "are filled with the panel's fill_arcsinh_tpm (median over the 56 Roadmap epigenomes) "
                         "and counted in a warning."),
                 "optional": True,
-                "example": "example/user_rnaseq_tpm.tsv",
+                "example": f"{example_dir}/user_rnaseq_tpm.tsv",
             },
             "expression_units": {
                 "doc": "Units of expression_file: tpm (default) or rpkm (converted to TPM per context over all its genes).",
@@ -251,13 +252,16 @@ def _write_text(path: Path, text: str) -> None:
 def write_model_dir(out_dir: str | os.PathLike, weight_files: Sequence[str | os.PathLike], title: str,
                     description_extra: str = "", *, gene_panel: str | os.PathLike = paths.GENE_PANEL,
                     extra_files: Sequence[str | os.PathLike] = (), trained_on: str = DEFAULT_TRAINED_ON,
-                    copy_example: bool = True) -> Path:
+                    copy_example: bool = True, share_gene_panel: bool = False) -> Path:
     """A self-contained Kipoi model folder: model.py, dataloader.py, both yaml files, weights/.
 
     Weights files are copied to ``out_dir/weights/`` (unless already there), with the
     gene panel and ``extra_files`` (e.g. the shipped expression table, a mean bigWig);
     n_genes and with_mean are read from the weights, md5s computed.  With
     ``copy_example``, example/ is copied too, so ``kipoi test`` finds the example files.
+    ``share_gene_panel``: a folder inside the repository (a named model under weights/)
+    declares the repository's gene panel by a relative path instead of copying it, and its
+    dataloader.yaml names the repository's example/ files.
     """
     from chromdragonn.nn.weights import load_model, md5sum
 
@@ -267,7 +271,12 @@ def write_model_dir(out_dir: str | os.PathLike, weight_files: Sequence[str | os.
     for name in ROOT_FILES:
         if (out / name).resolve() != (paths.REPO_ROOT / name).resolve():
             shutil.copyfile(paths.REPO_ROOT / name, out / name)
-    for f in [gene_panel, *extra_files]:
+    panel_ref = f"weights/{Path(gene_panel).name}"
+    example_dir = "example"
+    if share_gene_panel:
+        panel_ref = os.path.relpath(Path(gene_panel).resolve(), out.resolve())
+        example_dir = os.path.relpath(paths.EXAMPLE_DIR.resolve(), out.resolve())
+    for f in ([] if share_gene_panel else [gene_panel]) + list(extra_files):
         f = Path(f)
         if (wdir / f.name).resolve() != f.resolve():
             shutil.copyfile(f, wdir / f.name)
@@ -290,9 +299,8 @@ def write_model_dir(out_dir: str | os.PathLike, weight_files: Sequence[str | os.
         raise ChromDragoNNError(f"weights files differ in gene count or mean input: {sorted(configs)}")
     n_genes, with_mean = configs.pop()
     _write_text(out / "model.yaml", render_model_yaml(rel, md5s, n_genes, with_mean, title, description_extra,
-                                                      trained_on=trained_on,
-                                                      gene_panel=f"weights/{Path(gene_panel).name}"))
-    _write_text(out / "dataloader.yaml", render_dataloader_yaml(n_genes, with_mean))
+                                                      trained_on=trained_on, gene_panel=panel_ref))
+    _write_text(out / "dataloader.yaml", render_dataloader_yaml(n_genes, with_mean, example_dir))
     return out
 
 

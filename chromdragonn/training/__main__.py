@@ -9,6 +9,7 @@ Commands (see training/README.md):
   evaluate        one fold's four rows on held-out contexts (training and held-out loci)
   report          training/REPORT.md from the evaluated folds
   export          weights/, folds.tsv, mean bigWig, model.yaml
+  export-named    one fold's with-mean model as a named Kipoi model folder weights/NAME/
   run             everything for the folds of a config, in order, resuming what is done
 """
 from __future__ import annotations
@@ -56,9 +57,11 @@ def cmd_simulate(args) -> int:
 def cmd_preprocess(args) -> int:
     from chromdragonn.training.preprocess import build_store_from_peaks, read_peaks_manifest
 
-    store = build_store_from_peaks(args.out, args.fasta, read_peaks_manifest(args.peaks), args.rna, args.rna_units,
+    peaks, flanks = read_peaks_manifest(args.peaks, with_flanks=True)
+    store = build_store_from_peaks(args.out, args.fasta, peaks, args.rna, args.rna_units,
                                    args.gene_panel, args.chromosomes.split(","),
-                                   args.regions.split(",") if args.regions else None, args.blacklist)
+                                   args.regions.split(",") if args.regions else None, args.blacklist,
+                                   summit_flank=flanks)
     print(f"wrote {store.directory}: {len(store)} bins x {len(store.contexts)} contexts")
     return 0
 
@@ -199,6 +202,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_export_named(args) -> int:
+    from chromdragonn.training.export import export_named_model
+
+    cfg = _cfg(args)
+    res = export_named_model(cfg, cfg.run_dir, args.name, args.fold, args.weights_dir, title=args.title)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
 def cmd_run(args) -> int:
     """Every fold: stage 1, stage 2 with and without mean, evaluation; skips finished parts."""
     from chromdragonn.training.data import FoldData
@@ -261,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("preprocess", help="peaks + RNA-seq -> store")
-    s.add_argument("--peaks", required=True, help="TSV manifest: context<TAB>BED/narrowPeak file")
+    s.add_argument("--peaks", required=True, help="TSV manifest: context<TAB>BED/narrowPeak file[<TAB>summit_flank]; "
+                   "a summit_flank F replaces that file's peaks by narrowPeak summit +- F bp")
     s.add_argument("--fasta", required=True)
     s.add_argument("--rna", required=True, help="genes x contexts table (TSV/CSV, optionally gzipped)")
     s.add_argument("--rna-units", default="tpm", choices=["tpm", "rpkm"])
@@ -315,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-yaml", action="store_true", help="do not rewrite the root model.yaml")
     s.add_argument("--per-fold-dir", default=None, help="also write one Kipoi model folder per shipped model here")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("export-named", help="one fold's with-mean model as a named model (weights/NAME/)")
+    with_config(s)
+    s.add_argument("--name", required=True, help="the model's name (a key of NAMED_MODELS in inputs/session.py)")
+    s.add_argument("--fold", type=int, default=0)
+    s.add_argument("--weights-dir", default=None)
+    s.add_argument("--title", default=None, help="first line of model.yaml's info.doc")
+    s.set_defaults(func=cmd_export_named)
 
     s = sub.add_parser("run")
     with_config(s)

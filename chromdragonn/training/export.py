@@ -140,3 +140,45 @@ def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str
     log.info("exported %s; fp16 vs fp32 max |dP| %s", ", ".join(p.name for p in shipped),
              ", ".join(f"{k} {v:.1e}" for k, v in gaps.items()))
     return {"weights": [str(p) for p in shipped], "fp16_max_abs_diff": gaps, "mean_bigwig": str(bw)}
+
+
+def export_named_model(cfg: TrainingConfig, run_dir: str | os.PathLike, name: str, fold: int = 0,
+                       weights_dir: str | os.PathLike = paths.WEIGHTS_DIR, title: str | None = None,
+                       trained_on: str | None = None) -> dict:
+    """One fold's with-mean model as a named model: the Kipoi model folder ``weights_dir/name``.
+
+    It holds ``weights/<name>.with_mean.pt`` (fp16 matrices, checked against fp32 as in
+    :func:`export_run`), ``weights/mean_accessibility_<chrom>.bw`` (the mean over the fold's
+    TRAINING contexts, the feature the model was trained with), model.yaml and dataloader.yaml
+    rendered for it, and copies of the root model.py / dataloader.py; the gene panel is the
+    repository's (declared by a relative path, not copied).  ``NAMED_MODELS`` in
+    chromdragonn/inputs/session.py makes ``--model <name>`` resolve to this folder.
+    """
+    from chromdragonn.kipoi.render import write_model_dir
+    from chromdragonn.training.data import FoldData
+    from chromdragonn.training.store import Store
+
+    run_dir = Path(run_dir)
+    out = Path(weights_dir) / name
+    wdir = out / "weights"
+    wdir.mkdir(parents=True, exist_ok=True)
+    src = run_dir / f"fold{fold}" / "stage2_with_mean" / "weights.pt"
+    if not src.is_file():
+        raise ChromDragoNNError(f"{src} is missing: train fold {fold} stage 2 (with the mean) first")
+    store = Store(cfg.store)
+    data = FoldData(cfg, fold, store)
+    dst = wdir / f"{name}.with_mean.pt"
+    model, genes = load_model(src)
+    if list(genes) != list(store.genes):
+        raise ChromDragoNNError(f"{src}: its genes are not the store's")
+    save_weights_fp16(model, dst, genes)
+    gap = half_precision_gap(src, dst, store)
+    if gap > 1e-3:
+        raise ChromDragoNNError(f"{dst}: fp16 predictions differ from fp32 by {gap:.2e} (> 1e-3)")
+    chrom = store.chrom_names[0]
+    bw = write_mean_bigwig(store, data.train_ctx, wdir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
+    write_model_dir(out, [dst], title=title or f"ChromDragoNN {name}", description_extra=cfg.model_description,
+                    trained_on=trained_on or cfg.model_description, copy_example=False, share_gene_panel=True)
+    log.info("exported %s to %s; fp16 vs fp32 max |dP| %.1e", name, out, gap)
+    return {"folder": str(out), "weights": str(dst), "fp16_max_abs_diff": gap, "mean_bigwig": str(bw),
+            "mean_contexts": [store.contexts[i] for i in data.train_ctx]}

@@ -2,7 +2,9 @@
 
 Contexts: shuffled with a seed and cut into ``n_folds`` test groups; each fold's
 validation contexts are drawn (seeded) from the rest and the remaining contexts
-are its training contexts.  Loci: bins whose whole 1 kb window lies inside the
+are its training contexts.  A folds file may also list a context as both ``train`` and ``valid``
+in one fold: with too few contexts to hold any out (training/configs/encode_dnase_chr22_folds.tsv,
+four contexts), selection then uses the training contexts on the validation loci only.  Loci: bins whose whole 1 kb window lies inside the
 validation or held-out region are validation / held-out loci; bins whose window
 straddles a boundary are left out of everything ("gap"), so no training window
 shares a base with a held-out one.

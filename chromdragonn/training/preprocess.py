@@ -4,6 +4,8 @@
   with an N inside the bin, or touching a blacklist region, are dropped and counted;
 - peaks (narrowPeak / BED, one file per context) -> binary labels: a bin is positive
   when more than half of it (> 100 bp) is covered by that context's (merged) peaks;
+  peaks of another pipeline (e.g. wide IDR peaks) can be standardised to summit +- F bp
+  first (the manifest's optional third column, ``summit_flank``; narrowPeak column 10);
 - RNA-seq (genes x contexts, TPM or RPKM) -> arcsinh(TPM) over the ordered gene panel.
 """
 from __future__ import annotations
@@ -51,11 +53,59 @@ def covered_bases(merged_starts: np.ndarray, merged_ends: np.ndarray, lo: np.nda
     return cover_before(np.asarray(hi, np.int64)) - cover_before(np.asarray(lo, np.int64))
 
 
-def read_regions(path: str | os.PathLike, chrom_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A BED / narrowPeak file -> {store chromosome: merged (starts, ends)}; other chromosomes ignored."""
+def read_summit_peaks(path: str | os.PathLike, flank: int):
+    """A narrowPeak file -> DataFrame chrom, start, end of [summit - flank, summit + flank) per peak.
+
+    The summit is narrowPeak column 10 (offset from the peak start); a record without one
+    (fewer than 10 columns, or -1) or with a summit outside its peak is a one-line error
+    naming file:line.  Starts below 0 are clipped to 0.
+    """
+    import pandas as pd
+
+    from chromdragonn.inputs.files import check_readable, open_text
+
+    path = Path(path)
+    if isinstance(flank, bool) or not isinstance(flank, (int, np.integer)) or flank < 1:
+        raise ChromDragoNNError(f"{path}: summit flank must be a whole number >= 1, got {flank!r}")
+    check_readable(path, "narrowPeak file")
+    rows = []
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip() or line.startswith(("#", "track", "browser")):
+                    continue
+                f = line.split("\t")
+                if len(f) < 10:
+                    raise ChromDragoNNError(f"{path}:{lineno}: summit standardisation needs narrowPeak's 10 "
+                                            f"columns (column 10: summit offset), got {len(f)}")
+                try:
+                    start, end, summit = int(f[1]), int(f[2]), int(f[9])
+                except ValueError:
+                    raise ChromDragoNNError(f"{path}:{lineno}: start, end and summit (columns 2, 3, 10) must be "
+                                            f"integers, got {f[1]!r}, {f[2]!r}, {f[9]!r}") from None
+                if summit < 0 or start + summit >= end or start < 0:
+                    raise ChromDragoNNError(f"{path}:{lineno}: no usable summit (column 10 is {summit} for a peak "
+                                            f"{start}-{end}); summit standardisation needs one")
+                centre = start + summit
+                rows.append((f[0].strip(), max(0, centre - flank), centre + flank))
+    except UnicodeDecodeError as exc:
+        raise ChromDragoNNError(f"{path} is not a text narrowPeak file ({exc.reason})") from None
+    except (OSError, EOFError) as exc:
+        raise ChromDragoNNError(f"cannot read narrowPeak file {path}: {exc}") from None
+    return pd.DataFrame(rows, columns=["chrom", "start", "end"]).astype(
+        {"chrom": str, "start": np.int64, "end": np.int64})
+
+
+def read_regions(path: str | os.PathLike, chrom_names: Sequence[str],
+                 summit_flank: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A BED / narrowPeak file -> {store chromosome: merged (starts, ends)}; other chromosomes ignored.
+
+    ``summit_flank``: replace each peak by summit +- that many bp (narrowPeak column 10) first.
+    """
     from chromdragonn.inputs.genome import match_chrom, read_bed
 
-    df = read_bed(path)
+    df = read_bed(path) if summit_flank is None else read_summit_peaks(path, summit_flank)
     out = {}
     for chrom in chrom_names:
         names = [c for c in df["chrom"].unique() if match_chrom(c, [chrom]) == chrom]
@@ -155,15 +205,26 @@ def build_bins(fasta, chromosomes: Sequence[str], regions: Sequence[str] | None,
 
 def build_store_from_peaks(out_dir, fasta, peaks: Mapping[str, str | os.PathLike], expression_table,
                            expression_units: str, gene_panel, chromosomes: Sequence[str],
-                           regions: Sequence[str] | None = None, blacklist=None) -> Store:
-    """Peaks per context + RNA-seq -> a training store (label_kind "peaks")."""
+                           regions: Sequence[str] | None = None, blacklist=None,
+                           summit_flank: Mapping[str, int] | None = None) -> Store:
+    """Peaks per context + RNA-seq -> a training store (label_kind "peaks").
+
+    ``summit_flank``: {context: F} for the contexts whose peaks are replaced by summit +- F bp
+    (narrowPeak column 10) before labelling; the others' peaks are used as they are.
+    """
+    summit_flank = dict(summit_flank or {})
+    unknown = sorted(set(summit_flank) - set(peaks))
+    if unknown:
+        raise ChromDragoNNError(f"summit flank given for context {unknown[0]}, which has no peak file")
     contexts = list(peaks)
     ctx_names, expression = tf_expression_matrix(expression_table, expression_units, gene_panel, contexts)
     chroms, codes, bins = build_bins(fasta, chromosomes, regions, blacklist)
     names = [c for c, _ in chroms]
     labels = np.zeros((len(bins), len(contexts)), np.uint8)
     for j, ctx in enumerate(contexts):
-        merged = read_regions(peaks[ctx], names)
+        merged = read_regions(peaks[ctx], names, summit_flank.get(ctx))
+        if ctx in summit_flank:
+            log.info("%s: peaks standardised to summit +- %d bp (%s)", ctx, summit_flank[ctx], peaks[ctx])
         for ci, name in enumerate(names):
             rows = bins[:, 0] == ci
             labels[rows, j] = label_bins(merged[name], bins[rows, 1])
@@ -175,26 +236,42 @@ def build_store_from_peaks(out_dir, fasta, peaks: Mapping[str, str | os.PathLike
                        genes=genes, chromosomes=chroms, label_kind="peaks", sequence=np.concatenate(codes),
                        source={"fasta": str(fasta), "peaks": {k: str(v) for k, v in peaks.items()},
                                "expression": str(expression_table), "expression_units": expression_units,
-                               "regions": list(regions or []), "blacklist": str(blacklist) if blacklist else None})
+                               "regions": list(regions or []), "blacklist": str(blacklist) if blacklist else None,
+                               "summit_flank": summit_flank})
 
 
-def read_peaks_manifest(path: str | os.PathLike) -> dict[str, Path]:
-    """A two-column TSV ``context<TAB>peak file`` (relative paths from the manifest's folder)."""
+def read_peaks_manifest(path: str | os.PathLike, with_flanks: bool = False):
+    """A TSV ``context<TAB>peak file[<TAB>summit_flank]`` (relative paths from the manifest's folder).
+
+    The optional third column, a whole number F (or empty / ``-``), replaces that context's
+    peaks by narrowPeak summit +- F bp before labelling (for peaks from another pipeline, e.g.
+    wide IDR peaks beside fixed 150 bp ones: F = 75).  A first line starting with ``context``
+    is a header.  Returns {context: path}, and with ``with_flanks`` also {context: F}.
+    """
     path = Path(path)
     if not path.is_file():
         raise ChromDragoNNError(f"peaks manifest not found: {path}")
     out: dict[str, Path] = {}
+    flanks: dict[str, int] = {}
     with open(path) as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip() or line.startswith("#"):
                 continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 2:
-                raise ChromDragoNNError(f"{path}:{n}: expected 'context<TAB>peak file'")
+            fields = line.rstrip("\r\n").split("\t")
+            if len(fields) < 2 or len(fields) > 3:
+                raise ChromDragoNNError(f"{path}:{n}: expected 'context<TAB>peak file[<TAB>summit_flank]'")
+            if not out and not flanks and fields[0].strip().lower() == "context":
+                continue  # header
             ctx, f = fields[0].strip(), Path(fields[1].strip())
             if ctx in out:
                 raise ChromDragoNNError(f"{path}:{n}: context {ctx} listed twice")
             out[ctx] = f if f.is_absolute() else path.parent / f
+            flank = fields[2].strip() if len(fields) == 3 else ""
+            if flank not in ("", "-"):
+                if not flank.isdigit() or int(flank) < 1:
+                    raise ChromDragoNNError(f"{path}:{n}: summit_flank must be a whole number >= 1 (bp each side "
+                                            f"of the summit), got {flank!r}")
+                flanks[ctx] = int(flank)
     if not out:
         raise ChromDragoNNError(f"{path}: no contexts listed")
-    return out
+    return (out, flanks) if with_flanks else out

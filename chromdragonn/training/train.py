@@ -314,20 +314,27 @@ def cache_trunk_features(model: ChromDragoNN, store: Store, bin_idx: np.ndarray,
 
 
 def warm_up_head(model: ChromDragoNN, data: FoldData, warm: HeadWarmup, cfg: TrainingConfig, seed: int, device,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, features: tuple[np.ndarray, torch.Tensor] | None = None) -> dict:
     """Train the stage-2 head alone on cached features of the frozen stage-1 trunk.
 
     Stage 2 with a frozen trunk is one of the paper's settings; caching its features
     makes a head step cost no trunk pass at all, so many more distinct intervals fit
     in a batch (default 128 x 4 instead of 16 x 32) and many more steps fit in the
     budget.  The tuned stage 2 then starts from this head instead of a random one.
-    Same pair distribution as stage 2 (1 positive : 3 negatives).
+    Same pair distribution as stage 2 (1 positive : 3 negatives).  ``features``: (bins, their
+    trunk features) computed already (several heads over one trunk share them; the bins must be
+    training loci).
     """
     store = data.store
-    bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, warm.train_bins,
-                                    warm.positive_share, seed + 1)
     t0 = time.time()
-    feats = cache_trunk_features(model, store, bins, cfg, device, progress=progress)
+    if features is None:
+        bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, warm.train_bins,
+                                        warm.positive_share, seed + 1)
+        feats = cache_trunk_features(model, store, bins, cfg, device, progress=progress)
+    else:
+        bins, feats = np.asarray(features[0]), features[1]
+        if len(bins) != len(feats) or not np.isin(bins, data.train_bins).all():
+            raise ChromDragoNNError("warm_up_head: the given features must be one row per bin, of training loci")
     row_of = np.full(len(store), -1, np.int64)
     row_of[bins] = np.arange(len(bins))
     sampler = PairSampler(store, bins, data.train_ctx, data.mean, warm.intervals,
