@@ -183,6 +183,7 @@ def test_encode_manifest_standardises_h1_only(tmp_path):
     peaks, flanks = read_peaks_manifest(MANIFEST, with_flanks=True)
     assert list(peaks) == ["E116", "E117", "E123", "E003"] and flanks == {"E003": 75}
     assert all(p.is_file() for p in peaks.values())
+    assert peaks["E003"] == paths.SHARED_DATA / "accessibility" / H1_IDR.name  # shared: follows CHROMDRAGONN_SHARED
     bad = tmp_path / "bad.tsv"
     bad.write_text(f"E003\t{H1_IDR}\tseventy\n")
     with pytest.raises(ChromDragoNNError, match=r"bad.tsv:1: summit_flank must be a whole number"):

@@ -241,7 +241,9 @@ def build_store_from_peaks(out_dir, fasta, peaks: Mapping[str, str | os.PathLike
 
 
 def read_peaks_manifest(path: str | os.PathLike, with_flanks: bool = False):
-    """A TSV ``context<TAB>peak file[<TAB>summit_flank]`` (relative paths from the manifest's folder).
+    """A TSV ``context<TAB>peak file[<TAB>summit_flank]`` (relative paths from the manifest's folder;
+    ``shared:SUBPATH`` is SUBPATH under the shared data folder, :data:`chromdragonn.paths.SHARED_DATA`,
+    which ``CHROMDRAGONN_SHARED`` moves, so a manifest of the shared files works from any clone).
 
     The optional third column, a whole number F (or empty / ``-``), replaces that context's
     peaks by narrowPeak summit +- F bp before labelling (for peaks from another pipeline, e.g.
@@ -262,10 +264,16 @@ def read_peaks_manifest(path: str | os.PathLike, with_flanks: bool = False):
                 raise ChromDragoNNError(f"{path}:{n}: expected 'context<TAB>peak file[<TAB>summit_flank]'")
             if not out and not flanks and fields[0].strip().lower() == "context":
                 continue  # header
-            ctx, f = fields[0].strip(), Path(fields[1].strip())
+            ctx, name = fields[0].strip(), fields[1].strip()
             if ctx in out:
                 raise ChromDragoNNError(f"{path}:{n}: context {ctx} listed twice")
-            out[ctx] = f if f.is_absolute() else path.parent / f
+            if name.startswith("shared:"):
+                from chromdragonn.paths import SHARED_DATA
+
+                out[ctx] = SHARED_DATA / name[len("shared:"):]
+            else:
+                f = Path(name)
+                out[ctx] = f if f.is_absolute() else path.parent / f
             flank = fields[2].strip() if len(fields) == 3 else ""
             if flank not in ("", "-"):
                 if not flank.isdigit() or int(flank) < 1:
