@@ -70,6 +70,10 @@ ap.add_argument("--expression", choices=["real", "oracle-gates"], default="real"
                 help="oracle-gates: every gene zeroed except the rule's 10 context TFs, which carry their gate")
 ap.add_argument("--standardise-expression", action="store_true",
                 help="z-score each gene over the training contexts before the head")
+ap.add_argument("--expression-pcs", type=int, default=0,
+                help="K > 0: every context's expression replaced by its projection on the top K principal components "
+                     "of the training contexts' expression (mean + P P^T (e - mean)), so the head can read only those "
+                     "K directions; a linear map, so it folds into fc1's expression columns and bias exactly")
 ap.add_argument("--features", choices=["trunk", "oracle"], default="trunk")
 ap.add_argument("--compact-oracle-head", action="store_true",
                 help="with --features oracle: drop fc1's 4,189 all-zero trunk columns: the same function and the same "
@@ -163,6 +167,12 @@ if a.standardise_expression:
     mu = expression[data.train_ctx].mean(0)
     sd = expression[data.train_ctx].std(0)
     expression = torch.where(sd > 0, (expression - mu) / sd.clamp_min(1e-6), torch.zeros_like(expression))
+if a.expression_pcs:
+    train_e = expression[data.train_ctx].double()
+    mu_e = train_e.mean(0)
+    _, _, vt = torch.linalg.svd(train_e - mu_e, full_matrices=False)
+    pcs = vt[:a.expression_pcs]  # (K, genes), from the training contexts only
+    expression = (mu_e + ((expression.double() - mu_e) @ pcs.T) @ pcs).to(expression.dtype)
 if a.expression == "oracle-gates":
     gate_expr = np.zeros_like(store.expression)
     gate_expr[:, [t.gene_index for t in rule.context_terms]] = rule.gates(store.expression)
