@@ -425,9 +425,6 @@ def test_diff_correlates_with_the_simulated_truth():
     assert np.nanmedian([r["rho_all"] for r in rows]) > 0.05
     matter = [r["rho_matter"] for r in rows if r["n_matter"] >= 10]
     assert matter and np.nanmedian(matter) > 0.2
-    # the no-mean model follows the sequence more closely (measured medians 0.605 against 0.423)
-    no_mean, _ = _bench_module().truth_check(folds=(0,), max_variants=200, variant="no_mean")
-    assert np.nanmedian([r["rho_all"] for r in no_mean]) > max(0.5, np.nanmedian([r["rho_all"] for r in rows]))
 
 
 def test_model_option_ensemble_fold_and_paths(monkeypatch, random_weights):

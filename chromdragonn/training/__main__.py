@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export")
     with_config(s)
     s.add_argument("--weights-dir", default=None)
-    s.add_argument("--ship-no-mean", default="0", help="folds whose no-mean model is shipped (comma-separated)")
+    s.add_argument("--ship-no-mean", default="", help="folds whose no-mean model is also written to weights/ "
+                   "(comma-separated; none by default: weights/ stays under 120 MB)")
     s.add_argument("--no-yaml", action="store_true", help="do not rewrite the root model.yaml")
     s.add_argument("--per-fold-dir", default=None, help="also write one Kipoi model folder per shipped model here")
     s.set_defaults(func=cmd_export)

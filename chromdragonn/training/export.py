@@ -94,7 +94,7 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
 
 
 def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str | os.PathLike = paths.WEIGHTS_DIR,
-               folds: list[int] | None = None, ship_no_mean: tuple[int, ...] = (0,),
+               folds: list[int] | None = None, ship_no_mean: tuple[int, ...] = (),
                write_root_yaml: bool = True, per_fold_dir: str | os.PathLike | None = None) -> dict:
     from chromdragonn.kipoi.render import write_model_dir
     from chromdragonn.training.folds import read_folds
