@@ -217,6 +217,25 @@ def centered_window(chrom: str, start: int, end: int, width: int = WINDOW) -> In
     return Interval(chrom, int(start), int(end)).resize(width)
 
 
+def bed_lines(path: str | os.PathLike, what: str = "BED file"):
+    """The data lines of a BED-like text file (plain or gzipped) with their 1-based numbers.
+
+    ``track``/``browser``/``#`` lines and blank lines are skipped; a file that cannot be read
+    or is not text is a one-line error naming it as ``what``."""
+    path = Path(path)
+    check_readable(path, what)
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip() and not line.startswith(("#", "track", "browser")):
+                    yield lineno, line
+    except UnicodeDecodeError as exc:
+        raise ChromDragoNNError(f"{path} is not a text {what} ({exc.reason})") from None
+    except (OSError, EOFError) as exc:
+        raise ChromDragoNNError(f"cannot read {what} {path}: {exc}") from None
+
+
 def read_bed(path: str | os.PathLike) -> pd.DataFrame:
     """BED (optionally gzipped) -> DataFrame chrom, start, end, name.
 
@@ -225,39 +244,29 @@ def read_bed(path: str | os.PathLike) -> pd.DataFrame:
     a one-line error naming file:line.
     """
     path = Path(path)
-    check_readable(path, "BED file")
     rows = []
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                fields = line.split("\t")
-                if len(fields) < 3:
-                    fields = line.split()
-                if len(fields) < 3:
-                    raise ChromDragoNNError(
-                        f"{path}:{lineno}: a BED record needs at least 3 columns (chrom, start, end), "
-                        f"got {len(fields)}: {line[:60]!r}")
-                chrom = fields[0].strip()
-                try:
-                    start, end = int(fields[1]), int(fields[2])
-                except ValueError:
-                    raise ChromDragoNNError(
-                        f"{path}:{lineno}: start and end must be integers, got {fields[1]!r} and "
-                        f"{fields[2]!r}") from None
-                if start < 0:
-                    raise ChromDragoNNError(f"{path}:{lineno}: start {start} is negative")
-                if start >= end:
-                    raise ChromDragoNNError(
-                        f"{path}:{lineno}: start {start} >= end {end} (BED is 0-based, half-open)")
-                name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else f"{chrom}:{start}-{end}"
-                rows.append((chrom, start, end, name))
-    except UnicodeDecodeError as exc:
-        raise ChromDragoNNError(f"{path} is not a text BED file ({exc.reason})") from None
-    except (OSError, EOFError) as exc:
-        raise ChromDragoNNError(f"cannot read BED file {path}: {exc}") from None
+    for lineno, line in bed_lines(path, "BED file"):
+        fields = line.split("\t")
+        if len(fields) < 3:
+            fields = line.split()
+        if len(fields) < 3:
+            raise ChromDragoNNError(
+                f"{path}:{lineno}: a BED record needs at least 3 columns (chrom, start, end), "
+                f"got {len(fields)}: {line[:60]!r}")
+        chrom = fields[0].strip()
+        try:
+            start, end = int(fields[1]), int(fields[2])
+        except ValueError:
+            raise ChromDragoNNError(
+                f"{path}:{lineno}: start and end must be integers, got {fields[1]!r} and "
+                f"{fields[2]!r}") from None
+        if start < 0:
+            raise ChromDragoNNError(f"{path}:{lineno}: start {start} is negative")
+        if start >= end:
+            raise ChromDragoNNError(
+                f"{path}:{lineno}: start {start} >= end {end} (BED is 0-based, half-open)")
+        name = fields[3].strip() if len(fields) > 3 and fields[3].strip() else f"{chrom}:{start}-{end}"
+        rows.append((chrom, start, end, name))
     df = pd.DataFrame(rows, columns=BED_COLUMNS)
     return df.astype({"chrom": str, "start": np.int64, "end": np.int64, "name": str})
 

@@ -62,37 +62,27 @@ def read_summit_peaks(path: str | os.PathLike, flank: int):
     """
     import pandas as pd
 
-    from chromdragonn.inputs.files import check_readable, open_text
+    from chromdragonn.inputs.genome import bed_lines
 
     path = Path(path)
     if isinstance(flank, bool) or not isinstance(flank, (int, np.integer)) or flank < 1:
         raise ChromDragoNNError(f"{path}: summit flank must be a whole number >= 1, got {flank!r}")
-    check_readable(path, "narrowPeak file")
     rows = []
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip() or line.startswith(("#", "track", "browser")):
-                    continue
-                f = line.split("\t")
-                if len(f) < 10:
-                    raise ChromDragoNNError(f"{path}:{lineno}: summit standardisation needs narrowPeak's 10 "
-                                            f"columns (column 10: summit offset), got {len(f)}")
-                try:
-                    start, end, summit = int(f[1]), int(f[2]), int(f[9])
-                except ValueError:
-                    raise ChromDragoNNError(f"{path}:{lineno}: start, end and summit (columns 2, 3, 10) must be "
-                                            f"integers, got {f[1]!r}, {f[2]!r}, {f[9]!r}") from None
-                if summit < 0 or start + summit >= end or start < 0:
-                    raise ChromDragoNNError(f"{path}:{lineno}: no usable summit (column 10 is {summit} for a peak "
-                                            f"{start}-{end}); summit standardisation needs one")
-                centre = start + summit
-                rows.append((f[0].strip(), max(0, centre - flank), centre + flank))
-    except UnicodeDecodeError as exc:
-        raise ChromDragoNNError(f"{path} is not a text narrowPeak file ({exc.reason})") from None
-    except (OSError, EOFError) as exc:
-        raise ChromDragoNNError(f"cannot read narrowPeak file {path}: {exc}") from None
+    for lineno, line in bed_lines(path, "narrowPeak file"):
+        f = line.split("\t")
+        if len(f) < 10:
+            raise ChromDragoNNError(f"{path}:{lineno}: summit standardisation needs narrowPeak's 10 "
+                                    f"columns (column 10: summit offset), got {len(f)}")
+        try:
+            start, end, summit = int(f[1]), int(f[2]), int(f[9])
+        except ValueError:
+            raise ChromDragoNNError(f"{path}:{lineno}: start, end and summit (columns 2, 3, 10) must be "
+                                    f"integers, got {f[1]!r}, {f[2]!r}, {f[9]!r}") from None
+        if summit < 0 or start + summit >= end or start < 0:
+            raise ChromDragoNNError(f"{path}:{lineno}: no usable summit (column 10 is {summit} for a peak "
+                                    f"{start}-{end}); summit standardisation needs one")
+        centre = start + summit
+        rows.append((f[0].strip(), max(0, centre - flank), centre + flank))
     return pd.DataFrame(rows, columns=["chrom", "start", "end"]).astype(
         {"chrom": str, "start": np.int64, "end": np.int64})
 
