@@ -67,12 +67,6 @@ FEW_BINS = 100  # fewer kept bins than this: a warning (TF-MoDISco rarely finds 
 JASPAR_NAME = "jaspar"
 
 
-def _jaspar_path() -> Path:
-    from chromdragonn.motifs import JASPAR
-
-    return JASPAR
-
-
 @dataclass
 class MotifSettings:
     """How bins are chosen and TF-MoDISco / Tomtom are run (defaults: the command's)."""
@@ -119,14 +113,9 @@ class MotifDatabase:
 
     @classmethod
     def load(cls, path: str | os.PathLike = JASPAR_NAME) -> "MotifDatabase":
-        from memelite.io import read_meme
+        from chromdragonn.motifs import read_meme_file
 
-        path = _jaspar_path() if str(path).strip().lower() == JASPAR_NAME else Path(path)
-        check_readable(path, "motif database")
-        try:
-            motifs = read_meme(str(path))
-        except (ValueError, AttributeError, IndexError, UnicodeDecodeError) as exc:
-            raise ChromDragoNNError(f"motif database {path} is not a MEME motif file: {exc}") from None
+        path, motifs = read_meme_file(path, "motif database")
         if not motifs:
             raise ChromDragoNNError(f"motif database {path} has no motifs (is it a MEME file?)")
         keys = list(motifs)

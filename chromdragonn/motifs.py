@@ -44,6 +44,19 @@ def _safe(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_.:+\-]", "_", text)
 
 
+def read_meme_file(path: str | os.PathLike, what: str) -> tuple[Path, dict]:
+    """``path`` (``"jaspar"``: :data:`JASPAR`) -> (its path, memelite's {"ID NAME": PPM}); a file that
+    cannot be read or is not MEME is a one-line error naming it as ``what``."""
+    from memelite.io import read_meme
+
+    path = JASPAR if str(path).strip().lower() == "jaspar" else Path(path)
+    check_readable(path, what)
+    try:
+        return path, read_meme(str(path))
+    except (ValueError, AttributeError, IndexError, UnicodeDecodeError) as exc:
+        raise ChromDragoNNError(f"{what} {path} is not a MEME motif file: {exc}") from None
+
+
 class MotifAnnotator:
     """Motifs of a MEME file, ready to scan alleles. ``annotate(genome, alleles)`` -> one string per allele."""
 
@@ -80,14 +93,7 @@ class MotifAnnotator:
     @classmethod
     def load(cls, path: str | os.PathLike = "jaspar", threshold: float = THRESHOLD) -> "MotifAnnotator":
         """A MEME file; ``"jaspar"``: JASPAR 2024 CORE vertebrates of the project's shared data."""
-        from memelite.io import read_meme
-
-        path = JASPAR if str(path).strip().lower() == "jaspar" else Path(path)
-        check_readable(path, "motif file")
-        try:
-            motifs = read_meme(str(path))
-        except (ValueError, AttributeError, IndexError, UnicodeDecodeError) as exc:
-            raise ChromDragoNNError(f"motif file {path} is not a MEME motif file: {exc}") from None
+        path, motifs = read_meme_file(path, "motif file")
         return cls(motifs, threshold, str(path))
 
     def motif_label(self, k: int) -> tuple[str, str, str]:
