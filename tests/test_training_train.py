@@ -226,3 +226,81 @@ def test_run_until_stops_each_fold_after_the_named_step(cfg_path, tmp_path):
     assert (fold / "stage2_with_mean" / "weights.pt").is_file() and (fold / "stage2_no_mean" / "weights.pt").is_file()
     assert not (fold / "eval").exists()
     assert "fold 0 total (this invocation)" in (tmp_path / "run" / "timings.json").read_text()
+
+
+def test_standardised_fc1_is_the_plain_head_fed_z_scores_and_folds_back_exactly():
+    """stage2.standardise_expression's re-parametrisation (training/standardise.py) on the real
+    Roadmap expression: the z-space fc1 fed raw expression == the same weights fed z-scores; folded
+    into a plain nn.Linear it computes the same; a gene constant over the training contexts is inert."""
+    from torch import nn
+
+    from chromdragonn.nn.model import ExpressionHead
+    from chromdragonn.training.standardise import StandardisedFC1, fold_fc1, standardise_fc1
+
+    src = ExpressionSource()
+    e = np.asarray(src.matrix(src.contexts), np.float64)  # 56 x 1,575 arcsinh(TPM)
+    train, test = e[:40].copy(), e[40:]
+    train[:, 5] = 1.0  # a gene constant over the training contexts (none is, in the real table)
+    torch.manual_seed(0)
+    head = ExpressionHead(e.shape[1], True, trunk_dim=11).double().eval()
+    plain = nn.Linear(head.fc1.in_features, head.fc1.out_features).double()
+    plain.load_state_dict(head.fc1.state_dict())
+    standardise_fc1(head, train)
+    assert isinstance(head.fc1, StandardisedFC1)
+    mu, sd = train.mean(0), train.std(0, ddof=1)
+    feats, mean = torch.randn(len(test), 11, dtype=torch.float64), torch.rand(len(test), 1, dtype=torch.float64)
+    z = np.where(sd > 0, (test - mu) / np.where(sd > 0, sd, 1), 0.0)
+    raw_in = torch.cat([feats, torch.from_numpy(test), mean], 1)
+    z_in = torch.cat([feats, torch.from_numpy(z), mean], 1)
+    assert torch.allclose(head.fc1(raw_in), plain(z_in), atol=1e-10)
+    before = head.fc1(raw_in)
+    fold_fc1(head)
+    assert type(head.fc1) is nn.Linear and set(head.fc1.state_dict()) == {"weight", "bias"}
+    assert torch.allclose(head.fc1(raw_in), before, atol=1e-10)
+    assert np.flatnonzero(sd == 0).tolist() == [5] and torch.all(head.fc1.weight[:, 11 + 5] == 0)
+
+
+def test_stage2_on_standardised_expression_resumes_and_saves_raw_weights(cfg, stage1, tmp_path):
+    """standardise_expression: the warm-up and stage 2 train fc1 in z-space; a resumed run equals a
+    straight one; the saved weights are a plain model on raw expression that predicts what the
+    z-space best state predicts (float32: within 1e-5 in P)."""
+    from chromdragonn.nn.model import ChromDragoNN, ModelConfig
+    from chromdragonn.training.standardise import fold_fc1, standardise_fc1
+
+    warm = HeadWarmup(steps=2, intervals=4, contexts_per_interval=2, train_bins=40)
+    four = replace(cfg, stage2=replace(cfg.stage2, steps=4, eval_every=2, standardise_expression=True, head_warmup=warm))
+    two = replace(four, stage2=replace(four.stage2, steps=2))
+    out = train_stage2(four, 0, tmp_path / "straight", False, stage1, progress=False)
+    train_stage2(two, 0, tmp_path / "resumed", False, stage1, progress=False)
+    train_stage2(four, 0, tmp_path / "resumed", False, stage1, progress=False)
+    last = {k: torch.load(tmp_path / k / "last.pt", weights_only=True) for k in ("straight", "resumed")}
+    assert "head.fc1.weight_z" in last["straight"]["model"]
+    assert all(torch.equal(v, last["resumed"]["model"][k]) for k, v in last["straight"]["model"].items())
+    saved, genes = load_model(out)
+    assert "head.fc1.weight" in saved.state_dict()
+    data = FoldData(cfg, 0)
+    z_model = ChromDragoNN(ModelConfig(len(genes), False))
+    standardise_fc1(z_model.head, data.store.expression[data.train_ctx])
+    z_model.load_state_dict(last["straight"]["best_model"])
+    z_model.eval()
+    feats = torch.randn(8, saved.head.trunk_dim)
+    expr = torch.from_numpy(data.store.expression[data.test_ctx])
+    with torch.no_grad():
+        p_z = z_model.head.forward_grid(feats, expr).exp()
+        fold_fc1(z_model.head)
+        p_raw = saved.head.forward_grid(feats, expr).exp()
+    assert torch.allclose(p_raw, p_z, atol=1e-5)
+
+
+def test_compiled_training_step_matches_eager_and_checkpoints_plain_keys(cfg, tmp_path):
+    """compile: true (torch.compile of the training step's forward): the first step's loss is the
+    eager one (same batch, same weights; float32 kernels may sum in another order: 1e-5 relative),
+    and the checkpoint holds the eager module's keys, so it resumes and exports like an eager run."""
+    one = replace(cfg, stage1=replace(cfg.stage1, steps=1, eval_every=1))
+    train_stage1(one, 0, tmp_path / "eager", progress=False)
+    train_stage1(replace(one, compile=True), 0, tmp_path / "compiled", progress=False)
+    loss = {k: float((tmp_path / k / "history.tsv").read_text().splitlines()[1].split("\t")[1])
+            for k in ("eager", "compiled")}
+    assert loss["compiled"] == pytest.approx(loss["eager"], rel=1e-5)
+    state = torch.load(tmp_path / "compiled" / "last.pt", weights_only=True)["model"]
+    assert "trunk.conv1.weight" in state and not any(k.startswith("_orig_mod") for k in state)

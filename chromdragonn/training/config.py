@@ -67,6 +67,8 @@ class Stage2:
     checkpoint_every: int = 10
     mean_init_scale: float | None = None      # fc1's mean column ~ U(-S, S) (train.init_mean_column)
     init_head_from_stage1: bool = False
+    standardise_expression: bool = False      # train fc1 on expression z-scored over the training contexts, folded
+                                              # back into raw-expression weights at the end (training/standardise.py)
     head_warmup: HeadWarmup = field(default_factory=HeadWarmup)
 
 
@@ -90,6 +92,7 @@ class TrainingConfig:
     device: str = "cpu"
     amp: bool = True        # bfloat16 autocast on GPU
     amp_cpu: bool = False   # bfloat16 autocast on CPU
+    compile: bool = False   # torch.compile the training step's forward (stage 1, stage 2); evaluation stays eager
     threads: int | None = None
     dropout: float = 0.3
     eval_batch_size: int = 64

@@ -36,6 +36,7 @@ from chromdragonn.outputs.atomic import atomic_output
 from chromdragonn.training.config import HeadWarmup, TrainingConfig
 from chromdragonn.training.data import FoldData, PairSampler, Stage1Sampler, positive_enriched_subset
 from chromdragonn.training.evaluate import auprc, predict_bins
+from chromdragonn.training.standardise import fold_fc1, standardise_fc1
 from chromdragonn.training.store import Store
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,24 @@ def autocast(cfg: TrainingConfig, device: torch.device):
     if device.type == "cpu" and cfg.amp_cpu:
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def compiled(module: nn.Module, cfg: TrainingConfig) -> nn.Module:
+    """``torch.compile(module)`` when the config asks for it (``compile: true``), else ``module``.
+
+    Only the training step's forward goes through it; state dicts, checkpoints and evaluation use
+    the eager module, which shares its parameters.  On 2 AVX2 CPU cores it does not pay: measured
+    side by side on an idle machine, stage 1 0.97x and stage 2 0.72x eager's steps per second, after
+    ~26 s of compilation (benchmarks/RESULTS_training.md), so no config turns it on; it is there for
+    accelerators and CPUs where it does."""
+    if not cfg.compile:
+        return module
+    import torch._inductor.config as inductor_config
+
+    # dropout masks from the eager generator seeded per step (step_seed), not inductor's own:
+    # a compiled run then draws the eager run's masks, and resumes exactly as an eager one does
+    inductor_config.fallback_random = True
+    return torch.compile(module)
 
 
 def step_seed(seed: int, rank: int, step: int) -> None:
@@ -212,7 +231,7 @@ def train_stage1(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, dat
     out_dir = Path(out_dir)
     model = SequenceModel(len(data.train_ctx), dropout=cfg.dropout,
                           trunk=build_trunk(cfg.trunk)).to(d.device)
-    trained = d.wrap(model)
+    trained = compiled(d.wrap(model), cfg)
     opt = torch.optim.Adam(model.parameters(), lr=s1.lr)
     train_bins = positive_enriched_subset(data.store, data.train_bins, data.train_ctx, s1.train_bins,
                                           s1.positive_share, seed)
@@ -427,6 +446,8 @@ def train_stage2(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, wit
         if s2.init_head_from_stage1:
             init_head_from_stage1(model, ck["state_dict"])
     init_mean_column(model, s2.mean_init_scale)
+    if s2.standardise_expression:  # before resuming: last.pt holds the z-space parameters
+        standardise_fc1(model.head, store.expression[data.train_ctx])
     model.to(d.device)
     warm = s2.head_warmup
     warm_info = None
@@ -443,7 +464,7 @@ def train_stage2(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, wit
     for p in model.trunk.parameters():
         p.requires_grad_(tune)
     pair_model = PairModel(model)
-    trained = d.wrap(pair_model)
+    trained = compiled(d.wrap(pair_model), cfg)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=s2.lr)
     expression = torch.from_numpy(store.expression).to(d.device)
     train_bins = positive_enriched_subset(store, data.train_bins, data.train_ctx, s2.train_bins,
@@ -473,6 +494,7 @@ def train_stage2(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, wit
     weights = out_dir / "weights.pt"
     if d.main:
         model.load_state_dict(res["best_state"])
+        fold_fc1(model.head)  # raw-expression weights, the shipped format
         model.cpu().eval()
         save_weights(model, weights, store.genes, half=False)
         with open(out_dir / "summary.tsv", "w") as fh:

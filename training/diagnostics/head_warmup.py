@@ -1,7 +1,8 @@
 """Diagnostic (not part of the pipeline): the stage-2 head trained alone on cached trunk features.
 
 One fold of the benchmark (`--fold`, default 0): trunk from a stage-1 state (frozen; features of
-20,000 positive-enriched training bins cached once with bf16 autocast, kept in tmp/diagnostics/), head
+the `--bins` training bins, a seeded subset of 20,000 positive-enriched ones, cached once with the
+config's autocast setting, kept in tmp/diagnostics/), head
 trained with Adam on the paper's balanced pairs in B x K batches, then scored beside the mean and
 weighted-mean baselines on 600 validation-loci bins x the fold's validation contexts, and on 600 bins x
 its held-out (test) contexts on training loci and on held-out loci. Each AUPRC is printed pooled /
@@ -42,6 +43,7 @@ from chromdragonn.training.data import (  # noqa: E402
     positive_enriched_subset,
 )
 from chromdragonn.training.evaluate import auprc, weighted_mean_baseline  # noqa: E402
+from chromdragonn.training.standardise import fold_fc1, standardise_fc1  # noqa: E402
 from chromdragonn.training.train import (  # noqa: E402
     cache_trunk_features,
     init_head_from_stage1,
@@ -68,8 +70,9 @@ ap.add_argument("--l1-expression", type=float, default=0.0,
                 help="L1 penalty on fc1's expression columns (sum of |w|, times this)")
 ap.add_argument("--expression", choices=["real", "oracle-gates"], default="real",
                 help="oracle-gates: every gene zeroed except the rule's 10 context TFs, which carry their gate")
-ap.add_argument("--standardise-expression", action="store_true",
-                help="z-score each gene over the training contexts before the head")
+ap.add_argument("--standardise-expression", action=argparse.BooleanOptionalAction, default=None,
+                help="train fc1 on each gene z-scored over the training contexts, as the pipeline does "
+                     "(chromdragonn/training/standardise.py); default: the config's stage2.standardise_expression")
 ap.add_argument("--expression-pcs", type=int, default=0,
                 help="K > 0: every context's expression replaced by its projection on the top K principal components "
                      "of the training contexts' expression (mean + P P^T (e - mean)), so the head can read only those "
@@ -98,8 +101,11 @@ if a.select_every is None:
     a.select_every = cfg.stage2.head_warmup.select_every
 if a.mean_init_scale is None:
     a.mean_init_scale = float(cfg.stage2.mean_init_scale or 0.0)
+if a.standardise_expression is None:
+    a.standardise_expression = cfg.stage2.standardise_expression
 print(f"config {a.config}, store {cfg.store}, fold {a.fold}, seed {a.seed}, features {a.features}, "
-      f"{'no mean' if a.no_mean else f'mean init scale {a.mean_init_scale}'}, steps {a.steps}", flush=True)
+      f"{'no mean' if a.no_mean else f'mean init scale {a.mean_init_scale}'}, steps {a.steps}, "
+      f"expression {'standardised' if a.standardise_expression else 'raw'}", flush=True)
 data = FoldData(cfg, a.fold)
 store = data.store
 torch.manual_seed(a.seed)
@@ -150,23 +156,22 @@ if a.features == "oracle":
         return torch.from_numpy(out)
 
     feats = oracle_features(cached, train_terms)
-elif (cache := REPO / "tmp/diagnostics" / f"features_fold{a.fold}_{Path(a.stage1).stat().st_mtime_ns}.pt").is_file():
+pick = np.sort(np.random.default_rng(5).choice(len(cached), min(a.bins, len(cached)), replace=False))
+if a.features == "oracle":
+    feats = feats[torch.from_numpy(pick)]
+elif (cache := REPO / "tmp/diagnostics" /
+      f"features_fold{a.fold}_{Path(a.stage1).stat().st_mtime_ns}_{len(pick)}.pt").is_file():
     feats = torch.load(cache, weights_only=True)
-else:
-    feats = cache_trunk_features(model, store, cached, cfg.replace(amp_cpu=True), torch.device("cpu"))
+else:  # only the bins the head trains on, with the config's autocast setting, as the pipeline's warm-up
+    feats = cache_trunk_features(model, store, cached[pick], cfg, torch.device("cpu"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(feats, cache)
-pick = np.sort(np.random.default_rng(5).choice(len(cached), min(a.bins, len(cached)), replace=False))
-bins, feats = cached[pick], feats[torch.from_numpy(pick)]
+bins = cached[pick]
 row_of = np.full(len(store), -1)
 row_of[bins] = np.arange(len(bins))
 sampler = PairSampler(store, bins, data.train_ctx, data.mean, a.intervals, a.contexts_per_interval, 1 + a.seed,
                       with_sequence=False)
 expression = torch.from_numpy(store.expression)
-if a.standardise_expression:
-    mu = expression[data.train_ctx].mean(0)
-    sd = expression[data.train_ctx].std(0)
-    expression = torch.where(sd > 0, (expression - mu) / sd.clamp_min(1e-6), torch.zeros_like(expression))
 if a.expression_pcs:
     train_e = expression[data.train_ctx].double()
     mu_e = train_e.mean(0)
@@ -177,6 +182,8 @@ if a.expression == "oracle-gates":
     gate_expr = np.zeros_like(store.expression)
     gate_expr[:, [t.gene_index for t in rule.context_terms]] = rule.gates(store.expression)
     expression = torch.from_numpy(gate_expr.astype(store.expression.dtype))
+if a.standardise_expression:  # the pipeline's re-parametrisation, after the compact head is built
+    standardise_fc1(model.head, store.expression[data.train_ctx])
 opt = torch.optim.Adam(model.head.parameters(), lr=a.lr)
 if a.select_every:
     import copy
@@ -223,6 +230,7 @@ for step in range(a.steps):
 if a.select_every:
     model.head.load_state_dict(best[2])
     print(f"selected step {best[1]} (validation pooled AUPRC {best[0]:.3f})", flush=True)
+fold_fc1(model.head)  # raw-expression weights, as the pipeline saves them
 if a.trunk_columns == 0:
     model.head.fc1.weight.data[:, :model.head.trunk_dim] = 0
 model.eval()
