@@ -106,7 +106,7 @@ def throughput(args, genome, expr_all) -> str:
     import contextlib
     import subprocess
 
-    from chromdragonn.model import SequenceModel
+    from chromdragonn.nn.model import SequenceModel
 
     from chromdragonn.training.train import pair_step  # noqa: F401  (the pipeline's stage-2 loss)
 
@@ -120,7 +120,11 @@ def throughput(args, genome, expr_all) -> str:
                            capture_output=True, text=True).stdout.split()
     rows = []
     compile_threads = [int(t) for t in args.compile_threads.split(",")]
-    amp_threads = [int(t) for t in args.amp_threads.split(",")]
+    amp_threads = [int(t) for t in args.amp_threads.split(",") if t]
+    from types import SimpleNamespace
+
+    from chromdragonn.training.train import compiled as pipeline_compiled  # the pipeline's torch.compile
+
     for compiled in (False, True):
         for amp in (False, True):
             for threads in [int(t) for t in args.threads_list.split(",")]:
@@ -135,25 +139,27 @@ def throughput(args, genome, expr_all) -> str:
                         if stage == "stage 1":
                             B, K = int(shape), 1
                             model = SequenceModel(n_ctx - 16)
+                            fwd_model = pipeline_compiled(model, SimpleNamespace(compile=compiled))
                             labels = torch.from_numpy(rng.integers(0, 2, (B, n_ctx - 16)).astype(np.float32))
 
-                            def run(seq, i, model=model, labels=labels):
+                            def run(seq, i, model=fwd_model, labels=labels):
                                 with cast():
                                     logits = model(seq)
                                 return F.binary_cross_entropy_with_logits(logits.float(), labels)
                         else:
                             B, K = (int(x) for x in shape.split("x"))
                             model = PairModel(ChromDragoNN(ModelConfig(expr_all.shape[1], True)))
+                            fwd_model = pipeline_compiled(model, SimpleNamespace(compile=compiled))
                             ctx = torch.from_numpy(rng.integers(0, n_ctx, size=(B * K,)))
                             labels = torch.from_numpy(rng.integers(0, 2, size=(B * K,)))
                             mean = torch.rand(B)
 
-                            def run(seq, i, model=model, ctx=ctx, labels=labels, mean=mean, K=K):
+                            def run(seq, i, model=fwd_model, ctx=ctx, labels=labels, mean=mean, K=K):
                                 with cast():
                                     logp = model(seq, expr_all[ctx], mean, K)
                                 return F.nll_loss(logp.float(), labels)
                         model.train()
-                        fwd = torch.compile(run) if compiled else run
+                        fwd = run  # compiled or not: the module, as train.compiled does in the pipeline
                         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
                         def step(i, fwd=fwd, opt=opt, B=B):
