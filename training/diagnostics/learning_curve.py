@@ -39,12 +39,15 @@ ap.add_argument("--steps", default="150,300,600,900", help="stage-1 steps at whi
 ap.add_argument("--run-dir", default=None, help="default: tmp/learning_curve/<config stem>/fold<F>")
 ap.add_argument("--out", default=None, help="TSV of the curve (default: RUN_DIR/curve.tsv)")
 ap.add_argument("--no-heads", action="store_true", help="stage 1 only")
+ap.add_argument("--lr", type=float, default=None, help="stage-1 learning rate instead of the config's")
 a = ap.parse_args()
 
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
 cfg = load_config(REPO / a.config)
 cfg = cfg.replace(store=str(REPO / cfg.store), folds_file=str(REPO / cfg.folds_file))
+if a.lr is not None:
+    cfg = cfg.replace(stage1=dataclasses.replace(cfg.stage1, lr=a.lr))
 run = Path(a.run_dir or REPO / "tmp/learning_curve" / Path(a.config).stem / f"fold{a.fold}")
 stage1_dir = run / "stage1"
 snapshots = run / "snapshots"
