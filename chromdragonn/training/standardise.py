@@ -53,10 +53,14 @@ class StandardisedFC1(nn.Module):
 
     @property
     def bias(self) -> torch.Tensor:
-        return self.bias_z - self.weight @ self.shift
+        return self._bias(self.weight)
+
+    def _bias(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.bias_z - weight @ self.shift
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        weight = self.weight  # once per step: the bias needs it too
+        return F.linear(x, weight, self._bias(weight))
 
 
 def standardise_fc1(head: ExpressionHead, training_expression: np.ndarray) -> None:
