@@ -174,3 +174,43 @@ def test_v2_positive_rates_and_the_mean_carries_the_field(rule_v2, genome, expre
     resid = labels.mean(axis=1) - p_seq.mean(axis=1)
     r = np.corrcoef(resid, field)[0, 1]
     assert r > 0.25, r
+
+
+def test_motif_core_cuts_each_context_motif_to_its_most_informative_positions(genome, expression):
+    """build_rule(motif_core=6): each context motif is its JASPAR PFM's 6 contiguous positions of highest
+    information content (GATA4 -> a GATA core), with the threshold at the site-rate quantile of that core."""
+    import pandas as pd
+    import torch
+    import torch.nn.functional as F
+
+    from chromdragonn.training.simulate import build_rule
+
+    contexts, expr = expression
+    from chromdragonn.inputs.expression import read_gene_panel
+
+    panel = list(read_gene_panel(paths.GENE_PANEL)["gene_symbol"])
+    assert expr.shape == (len(contexts), len(panel))
+    windows = np.stack([one_hot(genome.fetch("22", s, s + 1000)) for s in range(17_000_000, 17_300_000, 1000)])
+    params = build_rule(windows, pd.DataFrame(expr.astype(np.float64), index=contexts, columns=panel),
+                        SHARED / "motifs" / "JASPAR2024_CORE_vertebrates_latest.meme",
+                        SHARED / "tf_lists" / "Lambert2018_DatabaseExtract_v_1.01.csv", seed=0, motif_core=6,
+                        site_rate=1 / 1000)
+    motifs = {m.motif_id: m.pfm for m in read_meme(SHARED / "motifs" / "JASPAR2024_CORE_vertebrates_latest.meme")}
+    for t in params["context_motifs"]:
+        pfm = motifs[t["motif_id"]]
+        llr = np.asarray(t["llr"])
+        assert llr.shape == (6, 4)
+        p = (pfm + 0.01) / (pfm + 0.01).sum(axis=1, keepdims=True)
+        ic = 2 + (p * np.log2(p)).sum(axis=1)
+        best = max(range(len(pfm) - 5), key=lambda i: ic[i:i + 6].sum())
+        assert np.allclose(llr, np.round(log_odds(pfm[best:best + 6]), 5))
+        # the threshold is the site-rate quantile of the core's score on the sample, both strands (a 6 bp
+        # core's scores take few values, so the quantile sits on a tie)
+        filt = torch.stack([torch.from_numpy(llr.T), torch.from_numpy(llr[::-1, ::-1].T.copy())])
+        s = F.conv1d(torch.from_numpy(windows.astype(np.float64)).transpose(1, 2), filt).flatten().numpy()
+        assert (s > t["threshold"] + 1e-9).mean() <= 1 / 1000 <= (s >= t["threshold"] - 1e-9).mean()
+    assert [m["tf"] for m in params["constitutive_motifs"]] == ["CTCF"] and params["motif_core"] == 6
+    assert len(params["constitutive_motifs"][0]["llr"]) == 15  # the constitutive motif stays whole
+    gata = "".join("ACGT"[i] for i in np.asarray(next(t for t in params["context_motifs"]
+                                                       if t["tf"] == "GATA4")["llr"]).argmax(axis=1))
+    assert "GATA" in gata or "TATC" in gata  # the core of GATA4's motif, on either strand

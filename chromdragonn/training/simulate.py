@@ -376,13 +376,21 @@ def choose_tfs(expression_arcsinh, panel_symbols: Sequence[str], motif_names: di
     return chosen
 
 
+def _core_start(pfm: np.ndarray, k: int) -> int:
+    """Start of the k contiguous positions of a PFM with the most information content (bits)."""
+    p = (pfm + 0.01) / (pfm + 0.01).sum(axis=1, keepdims=True)
+    ic = 2 + (p * np.log2(p)).sum(axis=1)
+    return int(np.argmax(np.convolve(ic, np.ones(k), mode="valid")))
+
+
 def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str | os.PathLike,
                lambert_csv: str | os.PathLike, seed: int = 0, n_tfs: int = 10,
                constitutive_tfs: Sequence[str] = ("CTCF",), site_rate: float = 1 / 4000,
                target_rate: float | None = None, a_gc: float | None = None, a_cpg: float | None = None,
                weight_range: tuple[float, float] | None = None, constitutive_weight: float | None = None,
                rule_version: int = 1, field_amplitude: float | None = None, field_length: float | None = None,
-               field_regions: Sequence[tuple[str, int, int]] | None = None, sample_loci=None) -> dict:
+               field_regions: Sequence[tuple[str, int, int]] | None = None, sample_loci=None,
+               motif_core: int | None = None) -> dict:
     """Fit the rule's free numbers on real data and return its JSON-able parameters.
 
     windows_sample: (N, 1000, 4) one-hot windows of the genome (a seeded sample of
@@ -393,7 +401,9 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
     Settings left None take the version's :data:`RULE_SETTINGS`.  ``rule_version=2`` adds
     the locus field (:class:`LocusField`, ``field_amplitude``, ``field_length``, over
     ``field_regions``, seeded with ``seed``); ``sample_loci`` = (chromosome names, bin
-    centres) of the sample then enters the calibration of b0.
+    centres) of the sample then enters the calibration of b0.  ``motif_core`` = k cuts each
+    context motif to its k contiguous positions of highest information content (its core, e.g.
+    GATA's AGATAA), a denser and shorter sequence feature than the full motif.
     """
     if rule_version not in RULE_FORMATS:
         raise ChromDragoNNError(f"simulated-labels rule version {rule_version}: expected one of {sorted(RULE_FORMATS)}")
@@ -428,9 +438,12 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
                      panel, by_name, families, n_tfs)
     weights = rng.uniform(*weight_range, size=len(tfs))
 
-    def term(tf, weight):
+    def term(tf, weight, core=None):
         mid = by_name[tf.upper()]
-        return {"tf": tf, "motif_id": mid, "llr": np.round(log_odds(pfms[mid]), 5).tolist(),
+        pfm = pfms[mid]
+        if core is not None and core < len(pfm):
+            pfm = pfm[_core_start(pfm, core):][:core]
+        return {"tf": tf, "motif_id": mid, "llr": np.round(log_odds(pfm), 5).tolist(),
                 "threshold": 0.0, "weight": float(weight)}
 
     params = {
@@ -440,12 +453,14 @@ def build_rule(windows_sample: np.ndarray, expression_arcsinh, motif_file: str |
         "constitutive_motifs": [term(tf, constitutive_weight) for tf in constitutive_tfs],
         "context_motifs": [],
     }
+    if motif_core is not None:
+        params["motif_core"] = int(motif_core)  # provenance: the context motifs are cores, not whole motifs
     if rule_version >= 2:
         params["locus_field"] = LocusField.make(settings["field_amplitude"], settings["field_length"], seed,
                                                 field_regions)
     for tf, w in zip(tfs, weights):
         e = expression_arcsinh[tf].to_numpy()
-        t = term(tf, w)
+        t = term(tf, w, motif_core)
         t.update(lo=float(np.percentile(e, 10)), hi=float(np.percentile(e, 90)), occ_mean=0.0)
         params["context_motifs"].append(t)
 

@@ -40,12 +40,13 @@ ap.add_argument("--run-dir", default=None, help="default: tmp/learning_curve/<co
 ap.add_argument("--out", default=None, help="TSV of the curve (default: RUN_DIR/curve.tsv)")
 ap.add_argument("--no-heads", action="store_true", help="stage 1 only")
 ap.add_argument("--lr", type=float, default=None, help="stage-1 learning rate instead of the config's")
+ap.add_argument("--store", default=None, help="training store instead of the config's (e.g. a rule variant's)")
 a = ap.parse_args()
 
 threads = int(os.environ.get("THREADS", "2"))
 torch.set_num_threads(threads)
 cfg = load_config(REPO / a.config)
-cfg = cfg.replace(store=str(REPO / cfg.store), folds_file=str(REPO / cfg.folds_file))
+cfg = cfg.replace(store=str(REPO / (a.store or cfg.store)), folds_file=str(REPO / cfg.folds_file))
 if a.lr is not None:
     cfg = cfg.replace(stage1=dataclasses.replace(cfg.stage1, lr=a.lr))
 run = Path(a.run_dir or REPO / "tmp/learning_curve" / Path(a.config).stem / f"fold{a.fold}")
@@ -67,7 +68,7 @@ def head(snapshot: Path, no_mean: bool) -> tuple[float, float, float, float]:
     if not (log.is_file() and PAT.search(log.read_text())):
         cmd = [sys.executable, str(REPO / "training/diagnostics/head_warmup.py"), "--config", a.config,
                "--fold", str(a.fold), "--stage1", str(snapshot), "--features", "trunk", "--steps", "800"] + \
-            (["--no-mean"] if no_mean else [])
+            (["--no-mean"] if no_mean else []) + (["--store", a.store] if a.store else [])
         env = dict(os.environ, THREADS=str(threads), OMP_NUM_THREADS=str(threads))
         text = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=True, env=env).stdout
         log.write_text(" ".join(cmd) + "\n" + text)

@@ -32,12 +32,15 @@ ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--name", required=True)
 ap.add_argument("--store", default=None, help="default tmp/v2sweep/NAME/store")
 ap.add_argument("--no-build", action="store_true", help="use an existing store")
+ap.add_argument("--build-only", action="store_true", help="build the store, run no heads")
 ap.add_argument("--amplitude", type=float, default=None, help="locus field SD, logit units")
 ap.add_argument("--length", type=float, default=None, help="locus field correlation length, bp")
 ap.add_argument("--weight-range", default=None, help="context-motif weights, LO,HI (v1: 2.5,4)")
 ap.add_argument("--a-gc", type=float, default=None)
 ap.add_argument("--a-cpg", type=float, default=None)
 ap.add_argument("--constitutive-weight", type=float, default=None)
+ap.add_argument("--site-rate", type=float, default=None, help="motif hits per position and strand (v1, v2: 1/4000)")
+ap.add_argument("--motif-core", type=int, default=None, help="cut each context motif to its K most informative positions")
 ap.add_argument("--folds", default="0,1,2,3,4")
 ap.add_argument("--steps", type=int, default=800)
 ap.add_argument("--seeds", default="0", help="head seeds (head_warmup.py --seed); acceptance is judged on each "
@@ -64,7 +67,7 @@ if not a.no_build:
         kw["field_length"] = a.length
     if a.weight_range:
         kw["weight_range"] = tuple(float(x) for x in a.weight_range.split(","))
-    for k in ("a_gc", "a_cpg", "constitutive_weight"):
+    for k in ("a_gc", "a_cpg", "constitutive_weight", "site_rate", "motif_core"):
         if getattr(a, k) is not None:
             kw[k] = getattr(a, k)
     t0 = time.time()
@@ -77,6 +80,8 @@ if not a.no_build:
     print(f"store {store}: {time.time() - t0:.0f} s, positives per context {rates.min():.3f}-{rates.max():.3f}, "
           f"field {rule.field.amplitude} x {rule.field.length:.0f} bp, b0 {rule.params['b0']:.3f}", flush=True)
 
+if a.build_only:
+    sys.exit(0)
 PAT = re.compile(r"^training loci \(AUPRC pooled / per context\): (.*)$", re.M)
 
 

@@ -1,21 +1,58 @@
-"""Diagnostic (issue 10 section 2): the stage-1 ceiling on benchmark v2, fold 0: AUPRC of the rule's own P
-(with its locus field, and its sequence part alone) on stage 1's 256 validation bins x the training contexts.
+"""Diagnostic (issue 10 section 2): the stage-1 ceiling on a benchmark-v2 store, one fold: AUPRC of the rule's
+own P on stage 1's validation bins x the fold's training contexts, in parts.
 
-    python training/diagnostics/stage1_ceiling.py
+    python training/diagnostics/stage1_ceiling.py [--store S] [--fold F] [--bins N]
+
+Prints the AUPRC of the rule's logit built from: GC + CpG alone; + the constitutive motif (CTCF); + the
+context motifs with every context's gates replaced by their mean over contexts (sequence, no context
+specificity); the full sequence part (field 0: what the 1 kb window alone gives, i.e. a perfect trunk); and
+the rule with its locus field. Default: benchmark_v2.yaml's store, fold 0, stage 1's 256 validation bins.
 """
-import numpy as np, sys
-sys.path.insert(0,'.')
-from chromdragonn.training.config import load_config
-from chromdragonn.training.data import FoldData
-from chromdragonn.training.evaluate import auprc
-from chromdragonn.training.simulate import SimulatedAccessibility, store_loci
-cfg = load_config('training/configs/benchmark_v2.yaml')
-d = FoldData(cfg, 0); s = d.store
-rule = SimulatedAccessibility.load(s.directory/'rule.json', genes=s.genes)
-vb = d.sample(d.valid_bins, 256, tag=1)
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from chromdragonn.training.config import load_config  # noqa: E402
+from chromdragonn.training.data import FoldData  # noqa: E402
+from chromdragonn.training.evaluate import auprc  # noqa: E402
+from chromdragonn.training.simulate import BIN_END, BIN_START, SimulatedAccessibility, store_loci  # noqa: E402
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--config", default="training/configs/benchmark_v2.yaml")
+ap.add_argument("--store", default=None, help="store instead of the config's (e.g. a rule variant's)")
+ap.add_argument("--fold", type=int, default=0)
+ap.add_argument("--bins", type=int, default=256, help="validation bins (stage 1's own sample is the first 256)")
+a = ap.parse_args()
+
+cfg = load_config(REPO / a.config)
+cfg = cfg.replace(store=str(REPO / (a.store or cfg.store)), folds_file=str(REPO / cfg.folds_file))
+d = FoldData(cfg, a.fold)
+s = d.store
+rule = SimulatedAccessibility.load(s.directory / "rule.json", genes=s.genes)
+vb = d.sample(d.valid_bins, a.bins, tag=1)
 y = np.asarray(s.labels[vb][:, d.train_ctx])
 oh = s.onehot(vb)
-e = s.expression[d.train_ctx]
-p_seq = rule.probability(oh, e)  # field = 0: what the window alone gives
-p_full = rule.probability(oh, e, loci=store_loci(s, vb))
-print(f"stage-1 validation bins x training contexts: rule P with field {auprc(y, p_full):.3f}, sequence part only (field 0) {auprc(y, p_seq):.3f}, positives {y.mean():.3f}")
+const, occ = rule.sequence_terms(oh)
+gates = rule.gates(s.expression[d.train_ctx])
+p = rule.params
+centre = oh[:, BIN_START:BIN_END].astype(np.float64)
+gc = centre[:, :, 1:3].sum(axis=(1, 2)) / (BIN_END - BIN_START)
+cpg = (oh[:, BIN_START:BIN_END, 1] * oh[:, BIN_START + 1:BIN_END + 1, 2]).sum(axis=1)
+gc_part = p["a_gc"] * (gc - p["gc_mean"]) / p["gc_sd"] + p["a_cpg"] * (cpg - p["cpg_mean"]) / p["cpg_sd"]
+no_motifs = np.tile(np.asarray([t["occ_mean"] for t in p["context_motifs"]]), (len(vb), 1))  # centred to 0
+mean_gates = np.tile(gates.mean(axis=0), (len(gates), 1))
+parts = {
+    "GC + CpG": rule.logit_from_terms(gc_part, no_motifs, gates),
+    "+ CTCF": rule.logit_from_terms(const, no_motifs, gates),
+    "+ context motifs, mean gates": rule.logit_from_terms(const, occ, mean_gates),
+    "sequence part (field 0)": rule.logit_from_terms(const, occ, gates),
+    "with the locus field": rule.logit_from_terms(const, occ, gates, rule.locus_terms(store_loci(s, vb), len(vb))),
+}
+print(f"{s.directory}, fold {a.fold}: {len(vb)} validation bins x {len(d.train_ctx)} training contexts, "
+      f"positives {y.mean():.3f}")
+for name, logit in parts.items():
+    print(f"  rule AUPRC, {name}: {auprc(y, logit):.3f}")
