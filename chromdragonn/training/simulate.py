@@ -274,21 +274,32 @@ class SimulatedAccessibility:
         if onehot.dim() != 3 or onehot.shape[1] != WINDOW or onehot.shape[2] != 4:
             raise ChromDragoNNError(f"simulated labels score one-hot windows of shape (N, {WINDOW}, 4), got {tuple(onehot.shape)}")
 
+    def composition_terms(self, onehot) -> tuple[np.ndarray, np.ndarray]:
+        """GC fraction and CpG count of the central bin, standardised as the rule uses them: (N,), (N,).
+
+        The rule's composition part is a_gc * gc_z + a_cpg * cpg_z."""
+        x = _as_tensor(onehot)
+        self._check(x)
+        gc_z, cpg_z = self._composition(x)
+        return gc_z.numpy(), cpg_z.numpy()
+
+    def _composition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params
+        gc = x[:, BIN_START:BIN_END, 1:3].sum(dim=(1, 2)) / (BIN_END - BIN_START)
+        cpg = (x[:, BIN_START:BIN_END, 1] * x[:, BIN_START + 1:BIN_END + 1, 2]).sum(dim=1)
+        return (gc - p["gc_mean"]) / p["gc_sd"], (cpg - p["cpg_mean"]) / p["cpg_sd"]
+
     def sequence_terms(self, onehot) -> tuple[np.ndarray, np.ndarray]:
         """Context-independent part (N,) and context-motif occupancies (N, M)."""
         x = _as_tensor(onehot)
         self._check(x)
         p = self.params
-        centre = x[:, BIN_START:BIN_END, :]
-        gc = centre[:, :, 1:3].sum(dim=(1, 2)) / (BIN_END - BIN_START)
-        cpg = (x[:, BIN_START:BIN_END, 1] * x[:, BIN_START + 1:BIN_END + 1, 2]).sum(dim=1)
+        gc_z, cpg_z = self._composition(x)
         crop = x[:, BIN_START - self._pad: BIN_END + self._pad, :].transpose(1, 2)
         llr = F.conv1d(crop, self._filters)  # (N, 2T, n_out)
         occ = (torch.sigmoid(llr - self._thresholds) * self._mask).sum(dim=2)
         occ = occ[:, 0::2] + occ[:, 1::2]  # both strands -> (N, T)
-        const = (p["a_gc"] * (gc - p["gc_mean"]) / p["gc_sd"]
-                 + p["a_cpg"] * (cpg - p["cpg_mean"]) / p["cpg_sd"]
-                 + occ[:, : self._n_const] @ self._w_const)
+        const = p["a_gc"] * gc_z + p["a_cpg"] * cpg_z + occ[:, : self._n_const] @ self._w_const
         return const.numpy(), occ[:, self._n_const:].numpy()
 
     def gates(self, expression) -> np.ndarray:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPO))
 from chromdragonn.training.config import load_config  # noqa: E402
 from chromdragonn.training.data import FoldData  # noqa: E402
 from chromdragonn.training.evaluate import auprc  # noqa: E402
-from chromdragonn.training.simulate import BIN_END, BIN_START, SimulatedAccessibility, store_loci  # noqa: E402
+from chromdragonn.training.simulate import SimulatedAccessibility, store_loci  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--config", default="training/configs/benchmark_v2.yaml")
@@ -39,10 +39,8 @@ oh = s.onehot(vb)
 const, occ = rule.sequence_terms(oh)
 gates = rule.gates(s.expression[d.train_ctx])
 p = rule.params
-centre = oh[:, BIN_START:BIN_END].astype(np.float64)
-gc = centre[:, :, 1:3].sum(axis=(1, 2)) / (BIN_END - BIN_START)
-cpg = (oh[:, BIN_START:BIN_END, 1] * oh[:, BIN_START + 1:BIN_END + 1, 2]).sum(axis=1)
-gc_part = p["a_gc"] * (gc - p["gc_mean"]) / p["gc_sd"] + p["a_cpg"] * (cpg - p["cpg_mean"]) / p["cpg_sd"]
+gc_z, cpg_z = rule.composition_terms(oh)
+gc_part = p["a_gc"] * gc_z + p["a_cpg"] * cpg_z
 no_motifs = np.tile(np.asarray([t["occ_mean"] for t in p["context_motifs"]]), (len(vb), 1))  # centred to 0
 mean_gates = np.tile(gates.mean(axis=0), (len(gates), 1))
 parts = {

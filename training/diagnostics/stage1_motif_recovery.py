@@ -29,7 +29,7 @@ from chromdragonn.nn.model import SequenceModel  # noqa: E402
 from chromdragonn.training.config import load_config  # noqa: E402
 from chromdragonn.training.data import FoldData  # noqa: E402
 from chromdragonn.training.evaluate import auprc  # noqa: E402
-from chromdragonn.training.simulate import BIN_END, BIN_START, SimulatedAccessibility  # noqa: E402
+from chromdragonn.training.simulate import SimulatedAccessibility  # noqa: E402
 from chromdragonn.training.train import load_checkpoint  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,12 +52,8 @@ y = np.asarray(store.labels[bins][:, data.train_ctx])
 const, occ = rule.sequence_terms(onehot)
 gates = rule.gates(store.expression[data.train_ctx])  # (C, M)
 p = rule.params
-centre = onehot[:, BIN_START:BIN_END].astype(np.float64)
-gc = centre[:, :, 1:3].sum(axis=(1, 2)) / (BIN_END - BIN_START)
-cpg = (onehot[:, BIN_START:BIN_END, 1] * onehot[:, BIN_START + 1:BIN_END + 1, 2]).sum(axis=1).astype(np.float64)
-gc_part = p["a_gc"] * (gc - p["gc_mean"]) / p["gc_sd"] + p["a_cpg"] * (cpg - p["cpg_mean"]) / p["cpg_sd"]
-gc_z = (gc - p["gc_mean"]) / p["gc_sd"]
-cpg_z = (cpg - p["cpg_mean"]) / p["cpg_sd"]
+gc_z, cpg_z = rule.composition_terms(onehot)
+gc_part = p["a_gc"] * gc_z + p["a_cpg"] * cpg_z
 ctcf_part = const - gc_part  # the constitutive motif's weighted occupancy
 occ_c = occ - np.asarray([t["occ_mean"] for t in p["context_motifs"]])
 n, c = y.shape
