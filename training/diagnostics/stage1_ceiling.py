@@ -16,10 +16,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from chromdragonn.training.config import load_config  # noqa: E402
-from chromdragonn.training.data import FoldData  # noqa: E402
 from chromdragonn.training.evaluate import auprc  # noqa: E402
-from chromdragonn.training.simulate import SimulatedAccessibility, store_loci  # noqa: E402
+from chromdragonn.training.simulate import store_loci  # noqa: E402
+from rule_fold import rule_fold  # noqa: E402  (this folder is on sys.path when a script here runs)
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--config", default="training/configs/benchmark_v2.yaml")
@@ -28,16 +27,9 @@ ap.add_argument("--fold", type=int, default=0)
 ap.add_argument("--bins", type=int, default=256, help="validation bins (stage 1's own sample is the first 256)")
 a = ap.parse_args()
 
-cfg = load_config(REPO / a.config)
-cfg = cfg.replace(store=str(REPO / (a.store or cfg.store)), folds_file=str(REPO / cfg.folds_file))
-d = FoldData(cfg, a.fold)
-s = d.store
-rule = SimulatedAccessibility.load(s.directory / "rule.json", genes=s.genes)
-vb = d.sample(d.valid_bins, a.bins, tag=1)
-y = np.asarray(s.labels[vb][:, d.train_ctx])
-oh = s.onehot(vb)
-const, occ = rule.sequence_terms(oh)
-gates = rule.gates(s.expression[d.train_ctx])
+f = rule_fold(REPO, a.config, a.store, a.fold, a.bins)
+d, s, rule, vb, oh, y = f.data, f.data.store, f.rule, f.bins, f.onehot, f.labels
+const, occ, gates = f.const, f.occ, f.gates
 p = rule.params
 gc_z, cpg_z = rule.composition_terms(oh)
 gc_part = p["a_gc"] * gc_z + p["a_cpg"] * cpg_z

@@ -26,11 +26,9 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from chromdragonn.nn.model import SequenceModel  # noqa: E402
-from chromdragonn.training.config import load_config  # noqa: E402
-from chromdragonn.training.data import FoldData  # noqa: E402
 from chromdragonn.training.evaluate import auprc  # noqa: E402
-from chromdragonn.training.simulate import SimulatedAccessibility  # noqa: E402
 from chromdragonn.training.train import load_checkpoint  # noqa: E402
+from rule_fold import rule_fold  # noqa: E402  (this folder is on sys.path when a script here runs)
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("snapshots", nargs="+")
@@ -41,16 +39,8 @@ ap.add_argument("--store", default=None, help="store instead of the config's (e.
 a = ap.parse_args()
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 
-cfg = load_config(REPO / a.config)
-cfg = cfg.replace(store=str(REPO / (a.store or cfg.store)), folds_file=str(REPO / cfg.folds_file))
-data = FoldData(cfg, a.fold)
-store = data.store
-rule = SimulatedAccessibility.load(store.directory / "rule.json", genes=store.genes)
-bins = data.sample(data.valid_bins, a.bins, tag=1)
-onehot = store.onehot(bins)
-y = np.asarray(store.labels[bins][:, data.train_ctx])
-const, occ = rule.sequence_terms(onehot)
-gates = rule.gates(store.expression[data.train_ctx])  # (C, M)
+f = rule_fold(REPO, a.config, a.store, a.fold, a.bins)
+rule, onehot, y, const, occ, gates = f.rule, f.onehot, f.labels, f.const, f.occ, f.gates
 p = rule.params
 gc_z, cpg_z = rule.composition_terms(onehot)
 gc_part = p["a_gc"] * gc_z + p["a_cpg"] * cpg_z
@@ -64,6 +54,7 @@ design = np.concatenate([np.repeat(gc_z[:, None], c, 1)[..., None],
                          np.repeat(cpg_z[:, None], c, 1)[..., None],
                          np.repeat(ctcf_part[:, None], c, 1)[..., None],
                          occ_c[:, None, :] * gates[None, :, :]], axis=2).reshape(n * c, -1)
+x = np.concatenate([design, np.ones((n * c, 1))], axis=1)
 rule_coef = np.array([p["a_gc"], p["a_cpg"], 1.0] + [t["weight"] for t in p["context_motifs"]])
 if len(p["constitutive_motifs"]) != 1:
     raise SystemExit("this diagnostic expects one constitutive motif (the rule's CTCF)")
@@ -82,7 +73,6 @@ for snap in a.snapshots:
         logit = torch.cat([model(torch.from_numpy(onehot[i:i + 128])) for i in range(0, n, 128)]).numpy()
     if logit.shape[1] != c:
         raise SystemExit(f"{snap}: {logit.shape[1]} tasks, fold {a.fold} has {c} training contexts")
-    x = np.concatenate([design, np.ones((n * c, 1))], axis=1)
     coef, *_ = np.linalg.lstsq(x, logit.reshape(-1).astype(np.float64), rcond=None)
     fit = x @ coef
     r2 = 1 - ((logit.reshape(-1) - fit) ** 2).sum() / ((logit.reshape(-1) - logit.mean()) ** 2).sum()
