@@ -37,7 +37,8 @@ def test_config_keys_and_types_are_checked(tmp_path, capsys):
     for extra, message in [({"stage_1": {"steps": 3}}, "unknown key stage_1"),
                            ({"stage1": {"steps": "many"}}, "stage1.steps must be a whole number"),
                            ({"stage2": {"head_warmup": {"step": 3}}}, "unknown key stage2.head_warmup.step"),
-                           ({"amp": "yes"}, "amp must be true or false")]:
+                           ({"amp": "yes"}, "amp must be true or false"),
+                           ({"stage1": {"select": "final"}}, "stage1.select must be one of best, last, got 'final'")]:
         cfg.write_text(yaml.safe_dump({**base, **extra}))
         assert main(["evaluate", "--config", str(cfg), "--fold", "0"]) == 2
         err = capsys.readouterr().err

@@ -66,6 +66,18 @@ def test_stage1_writes_best_trunk(stage1):
     assert "trunk.conv1.weight" in ck["state_dict"]
 
 
+def test_stage1_select_last_keeps_the_final_trunk(cfg, tmp_path):
+    """`stage1.select: last` hands stage 2 the final step's trunk even where an earlier one validated higher."""
+    torch.set_num_threads(1)
+    last_cfg = replace(cfg, stage1=replace(cfg.stage1, steps=4, eval_every=1, select="last"))
+    ck = torch.load(train_stage1(last_cfg, 0, tmp_path / "s1", progress=False), weights_only=True)
+    final = torch.load(tmp_path / "s1" / "last.pt", weights_only=True)
+    history = final["history"]
+    assert ck["best_step"] == 4 and ck["valid_auprc"] == history[-1][2]
+    assert all(torch.equal(ck["state_dict"][k], final["model"][k]) for k in final["model"])
+    assert final["best_step"] == max(range(4), key=lambda i: history[i][2]) + 1  # last.pt still tracks the best
+
+
 def test_stage2_is_seeded_and_resumes_exactly(cfg, stage1, tmp_path):
     """4 steps straight == 2 steps, stop, resume to 4 (batches and dropout are seeded per step)."""
     four = replace(cfg, stage2=replace(cfg.stage2, steps=4, eval_every=2))

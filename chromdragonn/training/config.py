@@ -35,6 +35,9 @@ class Stage1:
     train_bins: int | None = None      # positives-enriched subsample of the training loci
     positive_share: float = 0.5
     checkpoint_every: int = 10
+    select: str = "best"               # the trunk handed to stage 2: "best" (paper: best validation AUPRC) or
+                                       # "last" (the final step's; on benchmark v2 the pooled stage-1 AUPRC peaks
+                                       # on composition while motifs are still being learnt, REPORT.md)
 
 
 @dataclass
@@ -156,8 +159,15 @@ def _convert(cls, value, where: str, source: str):
     raise TypeError(f"unsupported config type {cls!r}")  # a bug in this module, not bad input
 
 
+STAGE1_SELECT = ("best", "last")
+
+
 def config_from_dict(data: dict, source: str = "config") -> TrainingConfig:
-    return _convert(TrainingConfig, data, "", source)
+    cfg = _convert(TrainingConfig, data, "", source)
+    if cfg.stage1.select not in STAGE1_SELECT:
+        raise ChromDragoNNError(f"{source}: stage1.select must be one of {', '.join(STAGE1_SELECT)}, "
+                                f"got {cfg.stage1.select!r}")
+    return cfg
 
 
 def load_config(path: str | os.PathLike, **overrides) -> TrainingConfig:

@@ -5,7 +5,7 @@ Adam lr 2e-3, batch 256, BCE with logits.  Stage 2: ChromDragoNN initialised wit
 the stage-1 trunk, trunk tuned (or frozen, an option), with or without the mean
 feature; Adam lr 1e-4, 512 (interval, context) pairs per step, NLL on the 2-class
 log-softmax, 1 positive : 3 negatives by upsampling positives.  Both keep the
-state with the best validation AUPRC.
+state with the best validation AUPRC (stage 1: or its final state, ``stage1.select: last``).
 
 Reproducibility: the batch and the dropout masks of step ``s`` come from
 generators seeded with (seed, rank, s), so a run resumed from its last checkpoint
@@ -163,11 +163,12 @@ def pair_step(pair_model: nn.Module, batch, expression: torch.Tensor, device) ->
 
 def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module, optimizer, steps: int,
               step_fn, eval_fn, eval_every: int, checkpoint_every: int, seed: int, d: Dist,
-              progress: bool, eval_initial: bool = False) -> dict:
+              progress: bool, eval_initial: bool = False, keep_last: bool = False) -> dict:
     """Shared training loop: resume, seeded steps, periodic validation, best-state keeping.
 
     ``eval_initial``: also validate the starting state (step 0), so that selection can keep
     it when further training does not help (stage 2 after a head warm-up).
+    ``keep_last``: return the final state (and its validation score) instead of the best one.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "last.pt"
@@ -214,6 +215,8 @@ def _run_loop(*, name: str, out_dir: Path, model: nn.Module, trained: nn.Module,
             fh.write("step\tloss\tvalid_auprc\tseconds\n")
             for h in history:
                 fh.write("\t".join(str(x) for x in h) + "\n")
+    if keep_last and d.main:  # the final step is always validated
+        best_score, best_step, best_state = float(history[-1][2]), int(history[-1][0]), _cpu_state(model)
     return {"best_score": best_score, "best_step": best_step, "best_state": best_state,
             "steps": steps, "seconds": round(time.time() - t0, 1)}
 
@@ -258,14 +261,15 @@ def train_stage1(cfg: TrainingConfig, fold: int, out_dir: str | os.PathLike, dat
 
     res = _run_loop(name=f"fold{fold} stage1", out_dir=out_dir, model=model, trained=trained, optimizer=opt,
                     steps=s1.steps, step_fn=step_fn, eval_fn=eval_fn, eval_every=s1.eval_every,
-                    checkpoint_every=s1.checkpoint_every, seed=seed, d=d, progress=progress)
+                    checkpoint_every=s1.checkpoint_every, seed=seed, d=d, progress=progress,
+                    keep_last=s1.select == "last")
     best = out_dir / "stage1.pt"
     if d.main:
         _atomic_save({"trunk": cfg.trunk, "n_tasks": len(data.train_ctx),
                       "contexts": [data.store.contexts[i] for i in data.train_ctx],
                       "state_dict": res["best_state"], "valid_auprc": res["best_score"],
                       "best_step": res["best_step"], "seconds": res["seconds"]}, best)
-        log.info("fold %d stage 1: best validation AUPRC %.4f at step %d (%.0f s)", fold, res["best_score"],
+        log.info("fold %d stage 1: %s validation AUPRC %.4f at step %d (%.0f s)", fold, s1.select, res["best_score"],
                  res["best_step"], res["seconds"])
     d.barrier()
     return best
