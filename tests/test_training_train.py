@@ -153,6 +153,45 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
     assert "ceiling" in text and "averaged over the fold's test contexts" in text
 
 
+def test_export_fold_keeps_a_finished_fold_and_ships_it_byte_for_byte(cfg, stage1, tmp_path):
+    """A fold finished in one session is kept whole (training/runs/...): fp16 with-mean weights, evaluation,
+    histories and fold.json; the report reads it as it reads the run; export ships those very bytes."""
+    import json
+
+    from chromdragonn.errors import ChromDragoNNError
+    from chromdragonn.training.export import export_fold, export_run
+    from chromdragonn.training.report import write_report
+
+    fd = Path(cfg.run_dir) / "fold0"
+    models = {}
+    for name, with_mean in (("stage2_with_mean", True), ("stage2_no_mean", False)):
+        models[name] = fd / name / "weights.pt"
+        if not models[name].is_file():
+            train_stage2(cfg, 0, fd / name, with_mean, stage1, progress=False)
+    if not (fd / "eval" / "metrics.json").is_file():
+        evaluate_fold(cfg, 0, models["stage2_with_mean"], models["stage2_no_mean"], fd / "eval", progress=False)
+    runs = tmp_path / "runs"
+    export_fold(cfg, cfg.run_dir, 0, runs, command="test")
+    kept = runs / "fold0"
+    record = json.loads((kept / "fold.json").read_text())
+    assert record["stages"]["stage1"] == {"steps": 2, "seconds": record["stages"]["stage1"]["seconds"],
+                                          "select": "best", "kept_step": 2, "seed": 0,
+                                          "valid_auprc": record["stages"]["stage1"]["valid_auprc"]}
+    assert record["config"]["stage1"]["steps"] == 2 and 0 <= record["fp16_max_abs_diff"] <= 1e-3
+    assert (kept / "eval" / "metrics.json").read_bytes() == (fd / "eval" / "metrics.json").read_bytes()
+    assert not (kept / "stage2_no_mean" / "weights.pt").exists()
+    with pytest.raises(ChromDragoNNError, match="already exists"):
+        export_fold(cfg, cfg.run_dir, 0, runs)
+    with pytest.raises(ChromDragoNNError, match="fold 3 is not finished"):
+        export_fold(cfg, cfg.run_dir, 3, runs)
+    a = write_report(cfg, cfg.run_dir, tmp_path / "a.md", tmp_path / "fa", ["x"])
+    b = write_report(replace(cfg, run_dir=str(runs)), runs, tmp_path / "b.md", tmp_path / "fb", ["x"])
+    assert a.replace("](fa/", "](f/") == b.replace("](fb/", "](f/").replace(str(runs), cfg.run_dir)
+    res = export_run(cfg, cfg.run_dir, tmp_path / "weights", folds=[0], write_root_yaml=False, fp16_from=runs)
+    assert (tmp_path / "weights" / "fold0.with_mean.pt").read_bytes() == (kept / "fold0.with_mean.pt").read_bytes()
+    assert res["fp16_max_abs_diff"] == {"fold0.with_mean.pt": record["fp16_max_abs_diff"]}
+
+
 def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):
     """Warm-up on cached frozen-trunk features: the trunk stays the stage-1 trunk, the head moves,
     the mean column starts wide, and step 0 (the warmed-up model) is validated for selection."""

@@ -197,7 +197,17 @@ def cmd_export(args) -> int:
     cfg = _cfg(args)
     res = export_run(cfg, cfg.run_dir, args.weights_dir,
                      ship_no_mean=tuple(int(x) for x in args.ship_no_mean.split(",")) if args.ship_no_mean else (),
-                     write_root_yaml=not args.no_yaml, per_fold_dir=args.per_fold_dir)
+                     write_root_yaml=not args.no_yaml, per_fold_dir=args.per_fold_dir, fp16_from=args.fp16_from)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def cmd_export_fold(args) -> int:
+    from chromdragonn.training.export import export_fold
+
+    cfg = _cfg(args)
+    out = args.out or str(Path("training/runs") / Path(args.config).stem)
+    res = export_fold(cfg, cfg.run_dir, args.fold, out, command=" ".join(sys.argv))
     print(json.dumps(res, indent=1))
     return 0
 
@@ -328,7 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(comma-separated; none by default: weights/ stays under 120 MB)")
     s.add_argument("--no-yaml", action="store_true", help="do not rewrite the root model.yaml")
     s.add_argument("--per-fold-dir", default=None, help="also write one Kipoi model folder per shipped model here")
+    s.add_argument("--fp16-from", default=None, help="ship the with-mean files kept by export-fold under this folder "
+                   "(e.g. training/runs/benchmark_v2) instead of converting the run's")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("export-fold", help="keep one finished fold in the repository (fp16 with-mean weights, "
+                       "evaluation, histories, fold.json): training/runs/<config>/fold<f>/")
+    with_config(s)
+    s.add_argument("--fold", type=int, required=True)
+    s.add_argument("--out", default=None, help="default: training/runs/<config file stem>")
+    s.set_defaults(func=cmd_export_fold)
 
     s = sub.add_parser("export-named", help="one fold's with-mean model as a named model (weights/NAME/)")
     with_config(s)

@@ -10,9 +10,17 @@ What goes where (repository layout, docs/DESIGN.md):
   prediction time users ask about new contexts), 50 bp steps (see data.mean_track);
 - the root ``model.yaml`` / ``dataloader.yaml``: the with-mean fold ensemble (default
   model), and, when ``per_fold_dir`` is given, one Kipoi model folder per fold model.
+
+Folds trained in successive sessions are kept as they finish with :func:`export_fold`
+(``training/runs/<config>/fold<f>/``: the fp16 with-mean weights, the evaluation and the
+histories), so that nothing is lost when a session ends; :func:`export_run` ships those very
+files (``fp16_from``), byte for byte, and ``report --run-dir training/runs/<config>`` assembles
+the report from them.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -93,9 +101,84 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
     return float((a - b).abs().max())
 
 
+def export_fold(cfg: TrainingConfig, run_dir: str | os.PathLike, fold: int, out_root: str | os.PathLike,
+                command: str = "") -> dict:
+    """One finished fold (stage 1, both stage-2 models, evaluation) as ``out_root/fold<f>/``, written whole.
+
+    It holds ``fold<f>.with_mean.pt`` (fp16, checked against fp32 as :func:`export_run` checks it; the
+    file :func:`export_run` ships with ``fp16_from``), ``eval/metrics.json`` and ``eval/pr_curves.json``,
+    each stage's ``history.tsv``, and ``fold.json``: what was run (config, seeds, steps, the stage-1 step
+    kept, seconds, the fold's timings, the fp16 gap, the git commit).  The no-mean model is not kept
+    (weights/ ships with-mean models only); its evaluation is in metrics.json.
+    """
+    import datetime
+    import subprocess
+
+    from chromdragonn.outputs.atomic import atomic_folder
+    from chromdragonn.training.store import Store
+
+    run_dir, out_root = Path(run_dir), Path(out_root)
+    fd = run_dir / f"fold{fold}"
+    need = [fd / "stage1" / "stage1.pt", fd / "stage2_with_mean" / "weights.pt", fd / "stage2_no_mean" / "weights.pt",
+            fd / "eval" / "metrics.json"]
+    missing = [p for p in need if not p.is_file()]
+    if missing:
+        raise ChromDragoNNError(f"{missing[0]} is missing: fold {fold} is not finished "
+                                f"(python -m chromdragonn.training run --config ... --folds {fold})")
+    out_root.mkdir(parents=True, exist_ok=True)
+    out = out_root / f"fold{fold}"
+    if out.exists():
+        raise ChromDragoNNError(f"{out} already exists: fold {fold} was exported before (remove it to replace it)")
+    store = Store(cfg.store)
+    s1 = torch.load(fd / "stage1" / "stage1.pt", map_location="cpu", weights_only=True)
+    timings = {}
+    if (run_dir / "timings.json").is_file():
+        timings = {k: v for k, v in json.loads((run_dir / "timings.json").read_text()).items()
+                   if k.startswith(f"fold {fold} ")}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.REPO_ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = ""
+    with atomic_folder(out) as tmp:
+        src = fd / "stage2_with_mean" / "weights.pt"
+        dst = tmp / f"fold{fold}.with_mean.pt"
+        model, genes = load_model(src)
+        save_weights_fp16(model, dst, genes)
+        gap = half_precision_gap(src, dst, store)
+        if gap > 1e-3:
+            raise ChromDragoNNError(f"{dst.name}: fp16 predictions differ from fp32 by {gap:.2e} (> 1e-3)")
+        (tmp / "eval").mkdir()
+        for name in ("metrics.json", "pr_curves.json"):
+            if (fd / "eval" / name).is_file():
+                shutil.copyfile(fd / "eval" / name, tmp / "eval" / name)
+        stages = {}
+        for stage in ("stage1", "stage2_with_mean", "stage2_no_mean"):
+            (tmp / stage).mkdir()
+            shutil.copyfile(fd / stage / "history.tsv", tmp / stage / "history.tsv")
+            rows = (fd / stage / "history.tsv").read_text().splitlines()[1:]
+            stages[stage] = {"steps": int(float(rows[-1].split("\t")[0])) if rows else 0,
+                             "seconds": float(rows[-1].split("\t")[3]) if rows else 0.0}
+        stages["stage1"].update(select=cfg.stage1.select, kept_step=int(s1["best_step"]),
+                                valid_auprc=float(s1["valid_auprc"]), seed=cfg.seed + 101 * fold)
+        record = {"fold": fold, "config": dataclasses.asdict(cfg), "command": command, "stages": stages,
+                  "timings_seconds": timings, "fp16_max_abs_diff": gap, "git_commit": commit,
+                  "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        (tmp / "fold.json").write_text(json.dumps(record, indent=1) + "\n")
+    merged = json.loads((out_root / "timings.json").read_text()) if (out_root / "timings.json").is_file() else {}
+    merged.update(timings)
+    with atomic_output(out_root / "timings.json") as t:
+        t.write_text(json.dumps(merged, indent=1) + "\n")
+    log.info("exported fold %d to %s; fp16 vs fp32 max |dP| %.1e", fold, out, gap)
+    return {"folder": str(out), "fp16_max_abs_diff": gap, "stages": stages}
+
+
 def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str | os.PathLike = paths.WEIGHTS_DIR,
                folds: list[int] | None = None, ship_no_mean: tuple[int, ...] = (),
-               write_root_yaml: bool = True, per_fold_dir: str | os.PathLike | None = None) -> dict:
+               write_root_yaml: bool = True, per_fold_dir: str | os.PathLike | None = None,
+               fp16_from: str | os.PathLike | None = None) -> dict:
+    """``fp16_from``: ship the with-mean files kept by :func:`export_fold` under this folder (copied byte
+    for byte; their fp16 check was made then and is read from fold.json) instead of converting run_dir's."""
     from chromdragonn.kipoi.render import write_model_dir
     from chromdragonn.training.folds import read_folds
     from chromdragonn.training.store import Store
@@ -110,10 +193,20 @@ def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str
         for with_mean in (True, False):
             if not with_mean and f not in ship_no_mean:
                 continue
+            dst = weights_dir / f"fold{f}.{'with_mean' if with_mean else 'no_mean'}.pt"
+            if with_mean and fp16_from is not None:
+                kept = Path(fp16_from) / f"fold{f}" / dst.name
+                if not kept.is_file():
+                    raise ChromDragoNNError(f"{kept} is missing: export fold {f} first (export-fold --fold {f})")
+                load_model(kept)  # its tensor checksum is checked on loading
+                with atomic_output(dst) as tmp:
+                    shutil.copyfile(kept, tmp)
+                gaps[dst.name] = json.loads((kept.parent / "fold.json").read_text())["fp16_max_abs_diff"]
+                shipped.append(dst)
+                continue
             src = run_dir / f"fold{f}" / ("stage2_with_mean" if with_mean else "stage2_no_mean") / "weights.pt"
             if not src.is_file():
                 raise ChromDragoNNError(f"{src} is missing: train fold {f} stage 2 first")
-            dst = weights_dir / f"fold{f}.{'with_mean' if with_mean else 'no_mean'}.pt"
             model, genes = load_model(src)
             save_weights_fp16(model, dst, genes)
             gaps[dst.name] = half_precision_gap(src, dst, store)
