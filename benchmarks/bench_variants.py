@@ -404,8 +404,13 @@ def snv_records(vcfs, genome) -> list[tuple[str, int, str, str]]:
 
 def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: str = "cpu",
                 matter: float = 0.01, batch_size: int = 64, weights_dir: Path = paths.WEIGHTS_DIR,
-                variant: str = "with_mean") -> tuple[list[dict], int]:
-    """Spearman(ours diff, true diff) per fold and held-out context. Returns (rows, n_snvs)."""
+                variant: str = "with_mean", rule_version: int = 1) -> tuple[list[dict], int]:
+    """Spearman(ours diff, true diff) per fold and held-out context. Returns (rows, n_snvs).
+
+    ``weights_dir`` holds fold{f}.{variant}.pt, folds.tsv and the mean-accessibility bigWig (what
+    ``python -m chromdragonn.training export --weights-dir D`` writes); ``rule_version`` 2 adds the
+    locus field at each SNV to both alleles' logits (it does not depend on the allele, but sets where
+    on the logistic curve the SNV acts)."""
     from scipy.stats import spearmanr
 
     from chromdragonn.inputs.expression import ExpressionSource
@@ -421,10 +426,12 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     snvs = snv_records([KG_VCF, CLINVAR_VCF], genome)
     if max_variants:
         snvs = [snvs[i] for i in np.random.default_rng(0).permutation(len(snvs))[:max_variants]]
-    rule = SimulatedAccessibility.default()
-    folds_df = read_folds(paths.FOLDS_FILE)
+    rule = SimulatedAccessibility.default(rule_version)
+    weights_dir = Path(weights_dir)
+    folds_df = read_folds(weights_dir / paths.FOLDS_FILE.name)
     source = ExpressionSource()
-    mean_bw = paths.MEAN_BIGWIG if paths.MEAN_BIGWIG.is_file() else MEAN_BW
+    mean_bw = weights_dir / paths.MEAN_BIGWIG.name
+    loci = ("22", np.array([p for _, p, _, _ in snvs]))  # window centres (0-based), for the locus field
     refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
     alts = [w[:499] + a + w[500:] for w, (_, _, _, a) in zip(refs, snvs)]
     rows = []
@@ -440,7 +447,8 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
         for lo in range(0, len(refs), 512):
             r = torch.from_numpy(one_hot_batch(refs[lo: lo + 512]))
             a = torch.from_numpy(one_hot_batch(alts[lo: lo + 512]))
-            true[lo: lo + 512] = rule.probability(a, expr) - rule.probability(r, expr)
+            at = (loci[0], loci[1][lo: lo + 512])
+            true[lo: lo + 512] = rule.probability(a, expr, at) - rule.probability(r, expr, at)
         for j, ctx in enumerate(test):
             big = np.abs(true[:, j]) >= matter
             rho_all = spearmanr(ours[:, j], true[:, j]).statistic
@@ -453,9 +461,12 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
 def run_truth(args) -> None:
     folds = [int(f) for f in args.folds.split(",")]
     t0 = time.perf_counter()
-    rows, n = truth_check(folds, args.max_variants, args.device, args.matter, variant=args.model)
+    weights_dir = Path(args.weights_dir)
+    rows, n = truth_check(folds, args.max_variants, args.device, args.matter, weights_dir=weights_dir,
+                          variant=args.model, rule_version=args.rule_version)
+    shipped = weights_dir.resolve() == paths.WEIGHTS_DIR.resolve()
     lines = [
-        f"Models: weights/fold*.{args.model}.pt. "
+        f"Models: {'weights' if shipped else weights_dir}/fold*.{args.model}.pt; rule v{args.rule_version}. "
         f"Simulated labels (training/REPORT.md): each fold's model scored on its own held-out (test) contexts; "
         f"{n:,} real SNVs (1000 Genomes + ClinVar, inside the chr22 slice); true effect = P_rule(alt) - P_rule(ref) "
         f"of the generative rule (chromdragonn.training.simulate); 'matter' = |true effect| >= {args.matter}. "
@@ -472,11 +483,15 @@ def run_truth(args) -> None:
                   f"{np.nanmedian(big_r):.3f} (SNVs that matter)."]
     text = "\n".join(lines)
     print(text)
+    if not shipped:  # RESULTS_variants.md describes the shipped weights only
+        print(f"(not written to {RESULTS.name}: --weights-dir is not weights/)")
+        return
     default = args.model == "with_mean"  # the with-mean section keeps its original key, title and command
     write_section("truth" if default else f"truth_{args.model}",
                   "Variant effects against the simulated truth (issue 4)" + ("" if default else f", {args.model} model"),
                   f"python benchmarks/bench_variants.py truth --folds {args.folds}"
                   + ("" if default else f" --model {args.model}")
+                  + ("" if args.rule_version == 1 else f" --rule-version {args.rule_version}")
                   + (f" --max-variants {args.max_variants}" if args.max_variants else ""), text)
 
 
@@ -504,6 +519,12 @@ def main() -> None:
     tp.add_argument("--matter", type=float, default=0.01)
     tp.add_argument("--model", default="with_mean", choices=["with_mean", "no_mean"],
                     help="which shipped fold files to score (no_mean: only the folds shipped, e.g. --folds 0)")
+    tp.add_argument("--weights-dir", default=str(paths.WEIGHTS_DIR),
+                    help="fold files, folds.tsv and mean bigWig (default: the shipped weights/; any other folder, "
+                         "e.g. one written by `python -m chromdragonn.training export --weights-dir D --no-yaml`, is "
+                         "printed only)")
+    tp.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
+                    help="the simulated-labels rule the models were trained on (1: the shipped benchmark)")
     args = ap.parse_args()
     if args.mode == "speed":
         run_speed(args)

@@ -401,14 +401,20 @@ def _bench_module():
     return bench
 
 
-def test_truth_check_runs_on_random_weights(tmp_path, random_weights):
-    """The truth-check code path end to end (a random model, so no correlation is expected)."""
+@pytest.mark.parametrize("rule_version", [1, 2])
+def test_truth_check_runs_on_random_weights(tmp_path, random_weights, rule_version):
+    """The truth-check code path end to end (a random model, so no correlation is expected), from a
+    weights folder other than weights/ (fold file, folds.tsv, mean bigWig), for either rule."""
     import shutil
 
+    from chromdragonn import paths
     from chromdragonn.training.folds import read_folds
 
     shutil.copyfile(random_weights[0], tmp_path / "fold0.with_mean.pt")
-    rows, n = _bench_module().truth_check(folds=(0,), max_variants=16, weights_dir=tmp_path)
+    for f in (paths.FOLDS_FILE, paths.MEAN_BIGWIG):
+        shutil.copyfile(f, tmp_path / f.name)
+    rows, n = _bench_module().truth_check(folds=(0,), max_variants=16, weights_dir=tmp_path,
+                                          rule_version=rule_version)
     folds = read_folds(REPO / "weights" / "folds.tsv")
     test_contexts = folds[(folds.fold == 0) & (folds.role == "test")]["context"].tolist()
     assert n == 16 and [r["context"] for r in rows] == test_contexts

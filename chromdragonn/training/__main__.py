@@ -195,7 +195,8 @@ def cmd_export(args) -> int:
     from chromdragonn.training.export import export_run
 
     cfg = _cfg(args)
-    res = export_run(cfg, cfg.run_dir, args.weights_dir,
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    res = export_run(cfg, cfg.run_dir, args.weights_dir, folds=folds,
                      ship_no_mean=tuple(int(x) for x in args.ship_no_mean.split(",")) if args.ship_no_mean else (),
                      write_root_yaml=not args.no_yaml, per_fold_dir=args.per_fold_dir, fp16_from=args.fp16_from)
     print(json.dumps(res, indent=1))
@@ -338,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(comma-separated; none by default: weights/ stays under 120 MB)")
     s.add_argument("--no-yaml", action="store_true", help="do not rewrite the root model.yaml")
     s.add_argument("--per-fold-dir", default=None, help="also write one Kipoi model folder per shipped model here")
+    s.add_argument("--folds", default=None, help="comma-separated folds to write (default: all)")
     s.add_argument("--fp16-from", default=None, help="ship the with-mean files kept by export-fold under this folder "
                    "(e.g. training/runs/benchmark_v2) instead of converting the run's")
     s.set_defaults(func=cmd_export)
