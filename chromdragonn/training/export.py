@@ -101,6 +101,22 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
     return float((a - b).abs().max())
 
 
+FP16_TOLERANCE = 1e-3  # largest |P(fp16) - P(fp32)| accepted for a shipped file
+
+
+def write_fp16_checked(src: str | os.PathLike, dst: str | os.PathLike, store, name: str | None = None) -> float:
+    """``src`` (fp32 weights) as the fp16 file ``dst``; its predictions checked against ``src``'s
+    (:func:`half_precision_gap`), refused above :data:`FP16_TOLERANCE`.  Returns the gap."""
+    model, genes = load_model(src)
+    if list(genes) != list(store.genes):
+        raise ChromDragoNNError(f"{src}: its genes are not the store's")
+    save_weights_fp16(model, dst, genes)
+    gap = half_precision_gap(src, dst, store)
+    if gap > FP16_TOLERANCE:
+        raise ChromDragoNNError(f"{name or dst}: fp16 predictions differ from fp32 by {gap:.2e} (> {FP16_TOLERANCE:g})")
+    return gap
+
+
 def export_fold(cfg: TrainingConfig, run_dir: str | os.PathLike, fold: int, out_root: str | os.PathLike,
                 command: str = "") -> dict:
     """One finished fold (stage 1, both stage-2 models, evaluation) as ``out_root/fold<f>/``, written whole.
@@ -143,11 +159,7 @@ def export_fold(cfg: TrainingConfig, run_dir: str | os.PathLike, fold: int, out_
     with atomic_folder(out) as tmp:
         src = fd / "stage2_with_mean" / "weights.pt"
         dst = tmp / f"fold{fold}.with_mean.pt"
-        model, genes = load_model(src)
-        save_weights_fp16(model, dst, genes)
-        gap = half_precision_gap(src, dst, store)
-        if gap > 1e-3:
-            raise ChromDragoNNError(f"{dst.name}: fp16 predictions differ from fp32 by {gap:.2e} (> 1e-3)")
+        gap = write_fp16_checked(src, dst, store, name=dst.name)
         (tmp / "eval").mkdir()
         for name in ("metrics.json", "pr_curves.json"):
             if (fd / "eval" / name).is_file():
@@ -207,11 +219,7 @@ def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str
             src = run_dir / f"fold{f}" / ("stage2_with_mean" if with_mean else "stage2_no_mean") / "weights.pt"
             if not src.is_file():
                 raise ChromDragoNNError(f"{src} is missing: train fold {f} stage 2 first")
-            model, genes = load_model(src)
-            save_weights_fp16(model, dst, genes)
-            gaps[dst.name] = half_precision_gap(src, dst, store)
-            if gaps[dst.name] > 1e-3:
-                raise ChromDragoNNError(f"{dst}: fp16 predictions differ from fp32 by {gaps[dst.name]:.2e} (> 1e-3)")
+            gaps[dst.name] = write_fp16_checked(src, dst, store)
             shipped.append(dst)
     with atomic_output(weights_dir / "folds.tsv") as tmp:
         shutil.copyfile(cfg.folds_file, tmp)
@@ -261,13 +269,7 @@ def export_named_model(cfg: TrainingConfig, run_dir: str | os.PathLike, name: st
     store = Store(cfg.store)
     data = FoldData(cfg, fold, store)
     dst = wdir / f"{name}.with_mean.pt"
-    model, genes = load_model(src)
-    if list(genes) != list(store.genes):
-        raise ChromDragoNNError(f"{src}: its genes are not the store's")
-    save_weights_fp16(model, dst, genes)
-    gap = half_precision_gap(src, dst, store)
-    if gap > 1e-3:
-        raise ChromDragoNNError(f"{dst}: fp16 predictions differ from fp32 by {gap:.2e} (> 1e-3)")
+    gap = write_fp16_checked(src, dst, store)
     chrom = store.chrom_names[0]
     bw = write_mean_bigwig(store, data.train_ctx, wdir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
     write_model_dir(out, [dst], title=title or f"ChromDragoNN {name}", description_extra=cfg.model_description,
