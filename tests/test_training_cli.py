@@ -56,3 +56,20 @@ def test_fold_counts_are_checked():
         make_folds(contexts, n_folds=0)
     with pytest.raises(ChromDragoNNError, match="number of validation contexts must be a whole number >= 1, got -1"):
         make_folds(contexts, n_valid=-1)
+
+
+def test_timings_table_reports_the_state_stage1_keeps(tmp_path):
+    """With `stage1.select: last` the trunk handed on is the final one: the table shows its validation
+    AUPRC beside the best, not the best alone."""
+    from chromdragonn.training.__main__ import _timings
+    from chromdragonn.training.config import config_from_dict
+
+    hist = tmp_path / "run" / "fold0" / "stage1"
+    hist.mkdir(parents=True)
+    hist.joinpath("history.tsv").write_text("step\tloss\tvalid_auprc\tseconds\n1\t0.7\t0.73\t3\n"
+                                            "2\t0.6\tnan\t6\n3\t0.5\t0.47\t9\n")
+    base = {"store": "x", "folds_file": "z", "run_dir": str(tmp_path / "run")}
+    last = _timings(config_from_dict({**base, "stage1": {"select": "last"}}, "c.yaml"))
+    best = _timings(config_from_dict(base, "c.yaml"))
+    assert "| fold0 | stage1 | 3 | 9 | 0.730 | 0.470 |" in last and "final trunk" in last
+    assert "| fold0 | stage1 | 3 | 9 | 0.730 | 0.730 |" in best and "best trunk" in best

@@ -133,8 +133,12 @@ def _timings(cfg: TrainingConfig) -> str:
             h = fd / stage / "history.tsv"
             if h.is_file():
                 df = pd.read_csv(h, sep="\t")
-                best = df["valid_auprc"].max()
-                rows.append(f"| {fd.name} | {stage} | {len(df)} | {df['seconds'].iloc[-1]:.0f} | {best:.3f} |")
+                scored = df["valid_auprc"].dropna()
+                best = scored.max()
+                # stage 1 with `select: last` hands its final trunk to stage 2, not its best one
+                kept = scored.iloc[-1] if stage == "stage1" and cfg.stage1.select == "last" else best
+                rows.append(f"| {fd.name} | {stage} | {len(df)} | {df['seconds'].iloc[-1]:.0f} | {best:.3f} "
+                            f"| {kept:.3f} |")
     if not rows:
         return ""
     timing_file = Path(cfg.run_dir) / "timings.json"
@@ -142,9 +146,12 @@ def _timings(cfg: TrainingConfig) -> str:
     if timing_file.is_file():
         t = json.loads(timing_file.read_text())
         extra = "\n".join(f"- {k}: {v:.0f} s" for k, v in t.items()) + "\n"
-    return ("Training steps, wall-clock seconds and best validation AUPRC (stage 1: training contexts on "
-            "validation loci; stage 2: validation contexts on validation loci), as measured in this run:\n\n"
-            "| fold | stage | steps | seconds | best validation AUPRC |\n|---|---|---|---|---|\n"
+    return ("Training steps, wall-clock seconds, best validation AUPRC and that of the state kept "
+            f"(stage 1 keeps its {'final' if cfg.stage1.select == 'last' else 'best'} trunk; stage 2 its best "
+            "head) (stage 1: training contexts on validation loci; stage 2: validation contexts on validation "
+            "loci), as measured in this run:\n\n"
+            "| fold | stage | steps | seconds | best validation AUPRC | kept state's validation AUPRC |\n"
+            "|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n\n" + extra)
 
 
