@@ -168,7 +168,8 @@ def run_tf_truth(args) -> None:
         starts.append(b)
         seqs.append(s)
     onehot = one_hot_batch(seqs)
-    prob = 1 / (1 + np.exp(-rule.logit(onehot, expr)))  # (N, 56)
+    # the bins' centres place rule v2's locus field (rule v1 has none)
+    prob = 1 / (1 + np.exp(-rule.logit(onehot, expr, ("22", np.array(starts) + 100))))  # (N, 56)
     const, occ = rule.sequence_terms(onehot)
     w = np.array([t.weight for t in rule.context_terms])
     occ_mean = np.array([t.occ_mean for t in rule.context_terms])
@@ -342,7 +343,8 @@ def main() -> None:
     from chromdragonn.training.simulate import DEFAULT_RULE
 
     tp = sub.add_parser("tf-truth")
-    tp.add_argument("--rule", default=str(DEFAULT_RULE), help="simulated-labels rule JSON (default: the shipped one)")
+    tp.add_argument("--rule", default=str(DEFAULT_RULE), help="simulated-labels rule JSON the weights were trained on (default: rule v1, the "
+                    "shipped weights'; benchmark v2: chromdragonn/training/simulated_rule_v2.json)")
     tp.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights file per fold, with {fold}")
     tp.add_argument("--folds-tsv", default=str(paths.FOLDS_FILE))
     tp.add_argument("--folds", default="0,1,2,3,4")

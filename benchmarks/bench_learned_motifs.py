@@ -2,8 +2,9 @@
 
     python benchmarks/bench_learned_motifs.py --fold 0 --contexts E007,E027 --max-bins 600
 
-The simulated labels (chromdragonn/training/simulate.py, rule v1 = simulated_rule.json, on which the
-shipped weights were trained) open a bin when its central 200 bp hold matches of CTCF (in every
+The simulated labels (chromdragonn/training/simulate.py; ``--rule-version 1`` = simulated_rule.json, on
+which the shipped weights were trained; ``2`` = simulated_rule_v2.json, benchmark v2, the same motifs
+plus a locus field along the chromosome, applied at each bin's centre) open a bin when its central 200 bp hold matches of CTCF (in every
 context) or of 10 JASPAR motifs gated by their TF's expression in the context. So in a held-out
 context of a fold, the motifs that model learned for that context should include CTCF and the gated
 motifs that are switched on there.
@@ -59,13 +60,13 @@ def rule_probabilities(rule, genome, expr, chunk: int = 1000):
         cur.append(b)
         if len(seqs) == chunk:
             x = one_hot_batch(seqs)
-            probs.append(rule.probability(x, expr))
+            probs.append(rule.probability(x, expr, (chrom, np.array(cur) + 100)))  # bin centres: rule v2's field
             occs.append(np.concatenate([_const_occ(rule, x), rule.sequence_terms(x)[1]], axis=1))
             starts += cur
             seqs, cur = [], []
     if seqs:
         x = one_hot_batch(seqs)
-        probs.append(rule.probability(x, expr))
+        probs.append(rule.probability(x, expr, (chrom, np.array(cur) + 100)))
         occs.append(np.concatenate([_const_occ(rule, x), rule.sequence_terms(x)[1]], axis=1))
         starts += cur
     return np.array(starts), np.concatenate(probs), np.concatenate(occs)
@@ -95,15 +96,18 @@ def main() -> None:
     ap.add_argument("--leiden-runs", type=int, default=10)
     ap.add_argument("--work", default="tmp/learned_motifs_truth")
     ap.add_argument("--section", default="learned_motifs_truth")
+    ap.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
+                    help="the simulated-labels rule the weights were trained on (1: the shipped weights; 2: "
+                         "benchmark v2, whose locus field is applied at each bin)")
     args = ap.parse_args()
 
     from benchmarks.results import write_section
     from chromdragonn.inputs.expression import ExpressionSource, read_gene_panel
     from chromdragonn.inputs.genome import Genome
-    from chromdragonn.training.simulate import SimulatedAccessibility
+    from chromdragonn.training.simulate import DEFAULT_RULES, SimulatedAccessibility
 
     genes = read_gene_panel(paths.GENE_PANEL)["gene_symbol"].tolist()
-    rule = SimulatedAccessibility.load(paths.REPO_ROOT / "chromdragonn/training/simulated_rule.json", genes)
+    rule = SimulatedAccessibility.load(DEFAULT_RULES[args.rule_version], genes)
     source = ExpressionSource()
     all_ctx = source.contexts
     expr = source.matrix(all_ctx)
@@ -177,7 +181,7 @@ def main() -> None:
         print(per_ctx[-1], flush=True)
     body = "\n".join([
         f"Weights `{weights}` (fold {args.fold}; contexts held out of its training). Bins by the benchmark's "
-        f"truth: of {len(starts):,} N-free 200 bp bins of the chr22 slice, those with the rule's P >= 0.5 in the "
+        f"truth (rule v{args.rule_version}): of {len(starts):,} N-free 200 bp bins of the chr22 slice, those with the rule's P >= 0.5 in the "
         "context and >= 0.5 in fewer than 30% of the 56 contexts, at most "
         f"{args.max_bins} of largest rule P; the command run on them with `--select all` (TF-MoDISco on the "
         f"central 400 bp, {args.leiden_runs} Leiden runs; Tomtom against JASPAR 2024 CORE vertebrates). One "
