@@ -458,19 +458,67 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     return rows, len(snvs)
 
 
+TRUTH_ROW_COLUMNS = ["fold", "context", "rho_all", "n_matter", "rho_matter", "model", "rule_version", "n_snvs"]
+
+
+def read_truth_rows(files: list[str]) -> tuple[list[dict], int, str, int]:
+    """Rows kept by ``truth --rows-out`` (one file per fold, say): (rows, n_snvs, model, rule_version).
+    One model, one rule and one SNV set across the files, or a one-line error naming the file."""
+    import pandas as pd
+
+    from chromdragonn.errors import ChromDragoNNError
+
+    frames = []
+    for f in files:
+        if not Path(f).is_file():
+            raise ChromDragoNNError(f"{f}: no such truth-rows file")
+        df = pd.read_csv(f, sep="\t")
+        missing = [c for c in TRUTH_ROW_COLUMNS if c not in df.columns]
+        if missing:
+            raise ChromDragoNNError(f"{f}: not a truth-rows file (no column {missing[0]}); write one with truth --rows-out")
+        if frames and any(df[k].nunique() != 1 or df[k].iloc[0] != frames[0][k].iloc[0]
+                          for k in ("model", "rule_version", "n_snvs")):
+            raise ChromDragoNNError(f"{f}: model, rule version or SNV count differs from {files[0]}'s")
+        frames.append(df)
+    if not frames:
+        raise ChromDragoNNError("--from-rows: no files")
+    df = pd.concat(frames, ignore_index=True)
+    if df.duplicated(["fold", "context"]).any():
+        fold, ctx = df[df.duplicated(["fold", "context"])].iloc[0][["fold", "context"]]
+        raise ChromDragoNNError(f"--from-rows: fold {fold}, context {ctx} appears twice")
+    return df.to_dict("records"), int(df["n_snvs"].iloc[0]), str(df["model"].iloc[0]), int(df["rule_version"].iloc[0])
+
+
 def run_truth(args) -> None:
-    folds = [int(f) for f in args.folds.split(",")]
     t0 = time.perf_counter()
     weights_dir = Path(args.weights_dir)
-    rows, n = truth_check(folds, args.max_variants, args.device, args.matter, weights_dir=weights_dir,
-                          variant=args.model, rule_version=args.rule_version)
-    shipped = weights_dir.resolve() == paths.WEIGHTS_DIR.resolve()
+    if args.from_rows:  # kept per-fold rows (models no longer at hand, e.g. the unshipped no-mean folds)
+        rows, n, args.model, args.rule_version = read_truth_rows(args.from_rows)
+        folds = sorted({int(r["fold"]) for r in rows})
+        args.folds = ",".join(str(f) for f in folds)
+        source = f"rows of {', '.join(args.from_rows)}"
+        shipped = bool(args.section)
+    else:
+        folds = [int(f) for f in args.folds.split(",")]
+        rows, n = truth_check(folds, args.max_variants, args.device, args.matter, weights_dir=weights_dir,
+                              variant=args.model, rule_version=args.rule_version)
+        shipped = weights_dir.resolve() == paths.WEIGHTS_DIR.resolve()
+        source = f"{'weights' if shipped else weights_dir}/fold*.{args.model}.pt"
+        shipped = shipped or bool(args.section)
+    if args.rows_out:
+        from chromdragonn.outputs.atomic import atomic_output
+
+        with atomic_output(args.rows_out) as tmp, open(tmp, "w") as fh:
+            fh.write("\t".join(TRUTH_ROW_COLUMNS) + "\n")
+            for r in rows:
+                r = {**r, "model": args.model, "rule_version": args.rule_version, "n_snvs": n}
+                fh.write("\t".join(str(r[c]) for c in TRUTH_ROW_COLUMNS) + "\n")
     lines = [
-        f"Models: {'weights' if shipped else weights_dir}/fold*.{args.model}.pt; rule v{args.rule_version}. "
+        f"Models: {source}; rule v{args.rule_version}. "
         f"Simulated labels (training/REPORT.md): each fold's model scored on its own held-out (test) contexts; "
         f"{n:,} real SNVs (1000 Genomes + ClinVar, inside the chr22 slice); true effect = P_rule(alt) - P_rule(ref) "
-        f"of the generative rule (chromdragonn.training.simulate); 'matter' = |true effect| >= {args.matter}. "
-        f"{time.perf_counter() - t0:.0f} s on {args.device}.",
+        f"of the generative rule (chromdragonn.training.simulate); 'matter' = |true effect| >= {args.matter}."
+        + ("" if args.from_rows else f" {time.perf_counter() - t0:.0f} s on {args.device}."),
         "",
         "| fold | context | Spearman, all SNVs | SNVs that matter | Spearman, those |",
         "|---:|---|---:|---:|---:|",
@@ -484,15 +532,20 @@ def run_truth(args) -> None:
     text = "\n".join(lines)
     print(text)
     if not shipped:  # RESULTS_variants.md describes the shipped weights only
-        print(f"(not written to {RESULTS.name}: --weights-dir is not weights/)")
+        print(f"(not written to {RESULTS.name}: --weights-dir is not weights/; --section writes it anyway)")
         return
     default = args.model == "with_mean"  # the with-mean section keeps its original key, title and command
-    write_section("truth" if default else f"truth_{args.model}",
-                  "Variant effects against the simulated truth (issue 4)" + ("" if default else f", {args.model} model"),
-                  f"python benchmarks/bench_variants.py truth --folds {args.folds}"
-                  + ("" if default else f" --model {args.model}")
-                  + ("" if args.rule_version == 1 else f" --rule-version {args.rule_version}")
-                  + (f" --max-variants {args.max_variants}" if args.max_variants else ""), text)
+    key = args.section or ("truth" if default else f"truth_{args.model}")
+    command = ("python benchmarks/bench_variants.py truth "
+               + (f"--from-rows {' '.join(args.from_rows)}" if args.from_rows else f"--folds {args.folds}")
+               + ("" if default or args.from_rows else f" --model {args.model}")
+               + ("" if args.rule_version == 1 or args.from_rows else f" --rule-version {args.rule_version}")
+               + ("" if weights_dir.resolve() == paths.WEIGHTS_DIR.resolve() or args.from_rows
+                  else f" --weights-dir {args.weights_dir}")
+               + (f" --max-variants {args.max_variants}" if args.max_variants and not args.from_rows else "")
+               + (f" --section {args.section}" if args.section else ""))
+    write_section(key, "Variant effects against the simulated truth (issue 4)" + ("" if default else f", {args.model} model"),
+                  command, text)
 
 
 def main() -> None:
@@ -525,11 +578,23 @@ def main() -> None:
                          "printed only)")
     tp.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
                     help="the simulated-labels rule the models were trained on (1: the shipped benchmark)")
+    tp.add_argument("--rows-out", default=None,
+                    help="also write the (fold, context) rows as a TSV (keep one per fold: --from-rows reads them)")
+    tp.add_argument("--from-rows", nargs="+", default=None,
+                    help="TSVs of --rows-out: the table and medians from kept rows, no model scored")
+    tp.add_argument("--section", default=None,
+                    help="write the table to this section of RESULTS_variants.md even when the models are not "
+                         "weights/ (say, kept rows of the folds the shipped weights were exported from)")
     args = ap.parse_args()
     if args.mode == "speed":
         run_speed(args)
-    else:
+        return
+    from chromdragonn.errors import ChromDragoNNError
+
+    try:
         run_truth(args)
+    except ChromDragoNNError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

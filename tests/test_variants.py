@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import sys
 from pathlib import Path
 
 import cyvcf2
@@ -419,6 +420,37 @@ def test_truth_check_runs_on_random_weights(tmp_path, random_weights, rule_versi
     test_contexts = folds[(folds.fold == 0) & (folds.role == "test")]["context"].tolist()
     assert n == 16 and [r["context"] for r in rows] == test_contexts
     assert all(np.isfinite(r["rho_all"]) for r in rows)
+
+
+def test_truth_rows_are_kept_and_summarised_again(tmp_path, random_weights, monkeypatch, capsys):
+    """`truth --rows-out` keeps a fold's rows; `--from-rows` gives the same table and medians without a
+    model (the no-mean folds are not shipped); rows of another rule are refused, naming the file."""
+    import shutil
+
+    from chromdragonn import paths
+    from chromdragonn.errors import ChromDragoNNError
+
+    shutil.copyfile(random_weights[0], tmp_path / "fold0.with_mean.pt")
+    for f in (paths.FOLDS_FILE, paths.MEAN_BIGWIG):
+        shutil.copyfile(f, tmp_path / f.name)
+    bench = _bench_module()
+    rows_file = tmp_path / "rows.tsv"
+    monkeypatch.setattr(sys, "argv", ["bench_variants.py", "truth", "--folds", "0", "--max-variants", "16",
+                                      "--weights-dir", str(tmp_path), "--rule-version", "2",
+                                      "--rows-out", str(rows_file)])
+    bench.main()
+    scored = capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["bench_variants.py", "truth", "--from-rows", str(rows_file)])
+    bench.main()
+    again = capsys.readouterr().out
+    table = [line for line in scored.splitlines() if line.startswith("| 0 |") or line.startswith("Median")]
+    assert len(table) == 13 and table == [line for line in again.splitlines()
+                                          if line.startswith("| 0 |") or line.startswith("Median")]
+    assert "rule v2" in again and "16 real SNVs" in again
+    other = tmp_path / "other.tsv"
+    other.write_text(rows_file.read_text().replace("\t2\t16\n", "\t1\t16\n"))
+    with pytest.raises(ChromDragoNNError, match="other.tsv: model, rule version or SNV count differs"):
+        bench.read_truth_rows([str(rows_file), str(other)])
 
 
 @pytest.mark.skipif(not TRAINED_FOLD0.is_file(),
