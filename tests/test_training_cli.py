@@ -73,3 +73,20 @@ def test_timings_table_reports_the_state_stage1_keeps(tmp_path):
     best = _timings(config_from_dict(base, "c.yaml"))
     assert "| fold0 | stage1 | 3 | 9 | 0.730 | 0.470 |" in last and "final trunk" in last
     assert "| fold0 | stage1 | 3 | 9 | 0.730 | 0.730 |" in best and "best trunk" in best
+
+
+def test_set_changes_config_values_and_is_checked_as_the_file_is(tmp_path, capsys):
+    from chromdragonn.training.config import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"store": "x", "run_dir": "y", "folds_file": "z", "stage1": {"steps": 3}}))
+    c = load_config(cfg, ["stage1.steps=2000", "threads=2", "stage2.head_warmup.lr=5e-4"])
+    assert (c.stage1.steps, c.threads, c.stage2.head_warmup.lr) == (2000, 2, 5e-4)
+    assert load_config(cfg).stage1.steps == 3  # the file itself is untouched
+    for setting, message in [("stage1.steps=many", "with --set stage1.steps=many: stage1.steps must be a whole number"),
+                             ("stage1.step=9", "unknown key stage1.step"),
+                             ("threads", "expected KEY=VALUE"),
+                             ("store.x=1", "store in")]:
+        assert main(["evaluate", "--config", str(cfg), "--fold", "0", "--set", setting]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err

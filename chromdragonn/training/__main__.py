@@ -85,7 +85,7 @@ def cmd_folds(args) -> int:
 
 
 def _cfg(args) -> TrainingConfig:
-    cfg = load_config(args.config, store=args.store, run_dir=args.run_dir, folds_file=args.folds_file)
+    cfg = load_config(args.config, args.set or (), store=args.store, run_dir=args.run_dir, folds_file=args.folds_file)
     _threads(cfg)
     return cfg
 
@@ -322,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--store", default=None, help="override the config's store")
         s.add_argument("--run-dir", default=None, help="override the config's run_dir")
         s.add_argument("--folds-file", default=None, help="override the config's folds_file")
+        s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="change a config value, dotted for sections (repeatable): --set stage1.steps=2000 "
+                            "--set threads=2")
 
     for name, func in (("stage1", cmd_stage1), ("stage2", cmd_stage2), ("evaluate", cmd_evaluate)):
         s = sub.add_parser(name)

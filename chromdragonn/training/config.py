@@ -5,10 +5,12 @@ or a value of the wrong type is a one-line error naming the file and the key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,8 +172,31 @@ def config_from_dict(data: dict, source: str = "config") -> TrainingConfig:
     return cfg
 
 
-def load_config(path: str | os.PathLike, **overrides) -> TrainingConfig:
-    """Read and check a training config; ``overrides`` replace top-level keys (None: keep)."""
+def apply_settings(data: dict, settings: Sequence[str], source: str) -> dict:
+    """``KEY=VALUE`` settings (``stage1.steps=2000``, ``threads=2``) on a config mapping: dotted keys
+    reach nested sections, values are read as YAML; the typed config then checks them as it checks
+    the file's own."""
+    data = copy.deepcopy(data)
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ChromDragoNNError(f"--set {item!r}: expected KEY=VALUE, e.g. stage1.steps=2000")
+        *parents, leaf = key.split(".")
+        node = data
+        for i, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ChromDragoNNError(f"--set {item!r}: {'.'.join(parents[:i + 1])} in {source} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ChromDragoNNError(f"--set {item!r}: the value is not valid YAML") from None
+    return data
+
+
+def load_config(path: str | os.PathLike, settings: Sequence[str] = (), **overrides) -> TrainingConfig:
+    """Read and check a training config; ``settings`` are ``KEY=VALUE`` changes (apply_settings),
+    ``overrides`` replace top-level keys (None: keep)."""
     path = Path(path)
     if not path.is_file():
         raise ChromDragoNNError(f"config file not found: {path}")
@@ -182,4 +207,5 @@ def load_config(path: str | os.PathLike, **overrides) -> TrainingConfig:
             raise ChromDragoNNError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not isinstance(data, dict):
         raise ChromDragoNNError(f"{path}: not a YAML mapping")
-    return config_from_dict(data, str(path)).replace(**overrides)
+    source = str(path) + (f" with --set {' '.join(settings)}" if settings else "")
+    return config_from_dict(apply_settings(data, settings, str(path)), source).replace(**overrides)
