@@ -187,6 +187,15 @@ def test_export_fold_keeps_a_finished_fold_and_ships_it_byte_for_byte(cfg, stage
     a = write_report(cfg, cfg.run_dir, tmp_path / "a.md", tmp_path / "fa", ["x"])
     b = write_report(replace(cfg, run_dir=str(runs)), runs, tmp_path / "b.md", tmp_path / "fb", ["x"])
     assert a.replace("](fa/", "](f/") == b.replace("](fb/", "](f/").replace(str(runs), cfg.run_dir)
+    # the sections written by hand below the marker survive rewriting the report, once
+    from chromdragonn.training.report import HAND_WRITTEN_MARKER
+
+    (tmp_path / "b.md").write_text(b + "\n" + HAND_WRITTEN_MARKER + "\n\n## By hand\n\nkept\n")
+    for _ in range(2):
+        write_report(replace(cfg, run_dir=str(runs)), runs, tmp_path / "b.md", tmp_path / "fb", ["x"])
+    again = (tmp_path / "b.md").read_text()
+    assert again.startswith(b) and again.endswith(HAND_WRITTEN_MARKER + "\n\n## By hand\n\nkept\n")
+    assert again.count("## By hand") == 1
     res = export_run(cfg, cfg.run_dir, tmp_path / "weights", folds=[0], write_root_yaml=False, fp16_from=runs)
     assert (tmp_path / "weights" / "fold0.with_mean.pt").read_bytes() == (kept / "fold0.with_mean.pt").read_bytes()
     assert res["fp16_max_abs_diff"] == {"fold0.with_mean.pt": record["fp16_max_abs_diff"]}

@@ -13,6 +13,7 @@ from chromdragonn.outputs.atomic import atomic_output
 from chromdragonn.training.evaluate import METHOD_NAMES, OPEN_FRACTION_LABELS, PAPER_AUPRC, plot_pr_curves
 
 SETTINGS = ("training loci", "held-out loci")
+HAND_WRITTEN_MARKER = "<!-- report: the sections below are written by hand and kept when the report is rewritten -->"
 
 
 def _nanmean(values, axis=None):
@@ -147,6 +148,10 @@ def write_report(cfg: dict, run_dir: str | os.PathLike, out_md: str | os.PathLik
         lines += [extra_sections.rstrip(), ""]
     lines += ["Commands, from the repository root:", "", "```sh"] + commands + ["```", ""]
     text = "\n".join(lines)
+    # sections written by hand below the marker (diagnostics, other models) survive a new report
+    kept = out_md.read_text().partition(HAND_WRITTEN_MARKER)[2] if out_md.is_file() else ""
+    if kept:
+        text += "\n" + HAND_WRITTEN_MARKER + kept
     with atomic_output(out_md) as tmp:
         tmp.write_text(text)
     return text
