@@ -90,3 +90,27 @@ def test_set_changes_config_values_and_is_checked_as_the_file_is(tmp_path, capsy
         assert main(["evaluate", "--config", str(cfg), "--fold", "0", "--set", setting]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err, err
+
+
+def test_a_finished_stage1_is_extended_when_the_config_asks_for_more_steps(tmp_path):
+    """`run` resumes a finished stage 1 (from last.pt) when stage1.steps grows, unless stage 2 or the
+    evaluation were already made from the shorter trunk."""
+    import pytest
+    import torch
+
+    from chromdragonn.errors import ChromDragoNNError
+    from chromdragonn.training.__main__ import _stage1_to_extend
+    from chromdragonn.training.config import config_from_dict
+
+    s1 = tmp_path / "run" / "fold1" / "stage1"
+    s1.mkdir(parents=True)
+    torch.save({"step": 1500}, s1 / "last.pt")
+    (s1 / "stage1.pt").write_bytes(b"")
+    cfg = {"store": "x", "folds_file": "z", "run_dir": str(tmp_path / "run")}
+    assert _stage1_to_extend(config_from_dict({**cfg, "stage1": {"steps": 2000}}), 1) == 1500
+    assert _stage1_to_extend(config_from_dict({**cfg, "stage1": {"steps": 1500}}), 1) == 0
+    assert _stage1_to_extend(config_from_dict({**cfg, "stage1": {"steps": 2000}}), 2) == 0  # not started
+    (s1.parent / "stage2_no_mean").mkdir()
+    with pytest.raises(ChromDragoNNError, match="stage 1 ran 1500 steps and the config asks for 2000, but "
+                                                "stage2_no_mean"):
+        _stage1_to_extend(config_from_dict({**cfg, "stage1": {"steps": 2000}}), 1)

@@ -229,6 +229,26 @@ def cmd_export_named(args) -> int:
     return 0
 
 
+def _stage1_to_extend(cfg: TrainingConfig, fold: int) -> int:
+    """The steps a finished stage 1 ran when the config now asks for more (0: nothing to extend).
+    Its stage-2 models and evaluation come from the shorter trunk: then it is an error to go on."""
+    from chromdragonn.training.train import load_checkpoint
+
+    fd = fold_dir(cfg, fold)
+    last = fd / "stage1" / "last.pt"
+    if not ((fd / "stage1" / "stage1.pt").is_file() and last.is_file()):
+        return 0
+    ran = int(load_checkpoint(last)["step"])
+    if ran >= cfg.stage1.steps:
+        return 0
+    made = [p.name for p in (fd / "stage2_with_mean", fd / "stage2_no_mean", fd / "eval") if p.exists()]
+    if made:
+        raise ChromDragoNNError(f"fold {fold}: stage 1 ran {ran} steps and the config asks for {cfg.stage1.steps}, "
+                                f"but {', '.join(made)} in {fd} come from the {ran}-step trunk: move them aside "
+                                f"and stage 1 resumes from {last}")
+    return ran
+
+
 def cmd_run(args) -> int:
     """Every fold: stage 1, stage 2 with and without mean, evaluation; skips finished parts."""
     from chromdragonn.training.data import FoldData
@@ -241,11 +261,15 @@ def cmd_run(args) -> int:
     timing_file = run_dir / "timings.json"
     timings = json.loads(timing_file.read_text()) if timing_file.is_file() else {}
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(cfg.n_folds))
+    extend = {fold: _stage1_to_extend(cfg, fold) for fold in folds}  # checked for every fold before any runs
     for fold in folds:
         fd = fold_dir(cfg, fold)
         t0 = time.time()
         data = FoldData(cfg, fold)
-        if not (fd / "stage1" / "stage1.pt").is_file():
+        if extend[fold]:
+            log.info("fold %d: stage 1 ran %d steps, the config asks for %d: resuming it", fold, extend[fold],
+                     cfg.stage1.steps)
+        if extend[fold] or not (fd / "stage1" / "stage1.pt").is_file():
             train_stage1(cfg, fold, fd / "stage1", data=data)
         if args.until != "stage1":
             for with_mean in (True, False):
