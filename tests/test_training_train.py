@@ -153,7 +153,7 @@ def test_evaluate_rows_and_report(cfg, stage1, tmp_path):
     assert "ceiling" in text and "averaged over the fold's test contexts" in text
 
 
-def test_export_fold_keeps_a_finished_fold_and_ships_it_byte_for_byte(cfg, stage1, tmp_path):
+def test_export_fold_keeps_a_finished_fold_and_ships_it_byte_for_byte(cfg, stage1, tmp_path, monkeypatch):
     """A fold finished in one session is kept whole (training/runs/...): fp16 with-mean weights, evaluation,
     histories and fold.json; the report reads it as it reads the run; export ships those very bytes."""
     import json
@@ -199,6 +199,15 @@ def test_export_fold_keeps_a_finished_fold_and_ships_it_byte_for_byte(cfg, stage
     res = export_run(cfg, cfg.run_dir, tmp_path / "weights", folds=[0], write_root_yaml=False, fp16_from=runs)
     assert (tmp_path / "weights" / "fold0.with_mean.pt").read_bytes() == (kept / "fold0.with_mean.pt").read_bytes()
     assert res["fp16_max_abs_diff"] == {"fold0.with_mean.pt": record["fp16_max_abs_diff"]}
+    # all or nothing: a refused fp16 file (here the no-mean one, the tolerance set to 0) leaves the folder as it was
+    import chromdragonn.training.export as export_module
+
+    before = {p.name: p.read_bytes() for p in (tmp_path / "weights").iterdir()}
+    monkeypatch.setattr(export_module, "FP16_TOLERANCE", 0.0)
+    with pytest.raises(ChromDragoNNError, match="fold0.no_mean.pt: fp16 predictions differ from fp32"):
+        export_run(cfg, cfg.run_dir, tmp_path / "weights", folds=[0], ship_no_mean=(0,), write_root_yaml=False,
+                   fp16_from=runs)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "weights").iterdir()} == before
 
 
 def test_head_warm_up_then_selection_from_step_0(cfg, stage1, tmp_path):

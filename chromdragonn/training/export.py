@@ -32,7 +32,7 @@ import torch
 from chromdragonn import paths
 from chromdragonn.errors import ChromDragoNNError
 from chromdragonn.nn.weights import load_model, save_weights
-from chromdragonn.outputs.atomic import atomic_output
+from chromdragonn.outputs.atomic import atomic_output, atomic_outputs
 from chromdragonn.training.config import TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -104,9 +104,15 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
 FP16_TOLERANCE = 1e-3  # largest |P(fp16) - P(fp32)| accepted for a shipped file
 
 
-def write_fp16_checked(src: str | os.PathLike, dst: str | os.PathLike, store, name: str | None = None) -> float:
+def write_fp16_checked(src: str | os.PathLike, dst: str | os.PathLike, store, name: str | None = None,
+                       atomic: bool = True) -> float:
     """``src`` (fp32 weights) as the fp16 file ``dst``; its predictions checked against ``src``'s
-    (:func:`half_precision_gap`), refused above :data:`FP16_TOLERANCE`.  Returns the gap."""
+    (:func:`half_precision_gap`), refused above :data:`FP16_TOLERANCE`.  Returns the gap.
+    A refused file is never left at ``dst`` (``atomic=False``: ``dst`` is already a temporary path
+    of the caller's, who renames it or removes it)."""
+    if atomic:
+        with atomic_output(dst) as tmp:
+            return write_fp16_checked(src, tmp, store, name or Path(dst).name, atomic=False)
     model, genes = load_model(src)
     if list(genes) != list(store.genes):
         raise ChromDragoNNError(f"{src}: its genes are not the store's")
@@ -200,32 +206,36 @@ def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str
     store = Store(cfg.store)
     folds_df = read_folds(cfg.folds_file)
     folds = sorted(folds_df["fold"].unique()) if folds is None else folds
-    shipped, gaps = [], {}
+    # (fold, with_mean, source) of every file, all checked to exist before any conversion
+    plan = []
     for f in folds:
         for with_mean in (True, False):
             if not with_mean and f not in ship_no_mean:
                 continue
-            dst = weights_dir / f"fold{f}.{'with_mean' if with_mean else 'no_mean'}.pt"
             if with_mean and fp16_from is not None:
-                kept = Path(fp16_from) / f"fold{f}" / dst.name
-                if not kept.is_file():
-                    raise ChromDragoNNError(f"{kept} is missing: export fold {f} first (export-fold --fold {f})")
-                load_model(kept)  # its tensor checksum is checked on loading
-                with atomic_output(dst) as tmp:
-                    shutil.copyfile(kept, tmp)
-                gaps[dst.name] = json.loads((kept.parent / "fold.json").read_text())["fp16_max_abs_diff"]
-                shipped.append(dst)
-                continue
-            src = run_dir / f"fold{f}" / ("stage2_with_mean" if with_mean else "stage2_no_mean") / "weights.pt"
-            if not src.is_file():
-                raise ChromDragoNNError(f"{src} is missing: train fold {f} stage 2 first")
-            gaps[dst.name] = write_fp16_checked(src, dst, store)
-            shipped.append(dst)
-    with atomic_output(weights_dir / "folds.tsv") as tmp:
-        shutil.copyfile(cfg.folds_file, tmp)
+                src = Path(fp16_from) / f"fold{f}" / f"fold{f}.with_mean.pt"
+                if not src.is_file():
+                    raise ChromDragoNNError(f"{src} is missing: export fold {f} first (export-fold --fold {f})")
+            else:
+                src = run_dir / f"fold{f}" / ("stage2_with_mean" if with_mean else "stage2_no_mean") / "weights.pt"
+                if not src.is_file():
+                    raise ChromDragoNNError(f"{src} is missing: train fold {f} stage 2 first")
+            plan.append((f, with_mean, src))
+    shipped = [weights_dir / f"fold{f}.{'with_mean' if with_mean else 'no_mean'}.pt" for f, with_mean, _ in plan]
     chrom = store.chrom_names[0]
-    bw = write_mean_bigwig(store, np.arange(len(store.contexts)),
-                           weights_dir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
+    bw = weights_dir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw"
+    gaps = {}
+    # all or nothing: a file refused (fp16 gap, checksum) leaves weights/ as it was
+    with atomic_outputs(*shipped, weights_dir / "folds.tsv", bw) as temps:
+        for (f, with_mean, src), dst, tmp in zip(plan, shipped, temps):
+            if with_mean and fp16_from is not None:
+                load_model(src)  # its tensor checksum is checked on loading
+                shutil.copyfile(src, tmp)
+                gaps[dst.name] = json.loads((src.parent / "fold.json").read_text())["fp16_max_abs_diff"]
+            else:
+                gaps[dst.name] = write_fp16_checked(src, tmp, store, dst.name, atomic=False)
+        shutil.copyfile(cfg.folds_file, temps[len(plan)])
+        write_mean_bigwig(store, np.arange(len(store.contexts)), temps[len(plan) + 1])
     with_mean_files = [p for p in shipped if "with_mean" in p.name]
     if write_root_yaml and with_mean_files and weights_dir.resolve() == paths.WEIGHTS_DIR.resolve():
         write_model_dir(paths.REPO_ROOT, with_mean_files,
