@@ -104,15 +104,11 @@ def half_precision_gap(weights_fp32: str | os.PathLike, weights_fp16: str | os.P
 FP16_TOLERANCE = 1e-3  # largest |P(fp16) - P(fp32)| accepted for a shipped file
 
 
-def write_fp16_checked(src: str | os.PathLike, dst: str | os.PathLike, store, name: str | None = None,
-                       atomic: bool = True) -> float:
+def write_fp16_checked(src: str | os.PathLike, dst: str | os.PathLike, store, name: str | None = None) -> float:
     """``src`` (fp32 weights) as the fp16 file ``dst``; its predictions checked against ``src``'s
     (:func:`half_precision_gap`), refused above :data:`FP16_TOLERANCE`.  Returns the gap.
-    A refused file is never left at ``dst`` (``atomic=False``: ``dst`` is already a temporary path
-    of the caller's, who renames it or removes it)."""
-    if atomic:
-        with atomic_output(dst) as tmp:
-            return write_fp16_checked(src, tmp, store, name or Path(dst).name, atomic=False)
+    ``dst`` is a temporary path of the caller's (atomic_output / atomic_folder), so that a refused
+    file is never left in place."""
     model, genes = load_model(src)
     if list(genes) != list(store.genes):
         raise ChromDragoNNError(f"{src}: its genes are not the store's")
@@ -233,7 +229,7 @@ def export_run(cfg: TrainingConfig, run_dir: str | os.PathLike, weights_dir: str
                 shutil.copyfile(src, tmp)
                 gaps[dst.name] = json.loads((src.parent / "fold.json").read_text())["fp16_max_abs_diff"]
             else:
-                gaps[dst.name] = write_fp16_checked(src, tmp, store, dst.name, atomic=False)
+                gaps[dst.name] = write_fp16_checked(src, tmp, store, dst.name)
         shutil.copyfile(cfg.folds_file, temps[len(plan)])
         write_mean_bigwig(store, np.arange(len(store.contexts)), temps[len(plan) + 1])
     with_mean_files = [p for p in shipped if "with_mean" in p.name]
@@ -279,7 +275,8 @@ def export_named_model(cfg: TrainingConfig, run_dir: str | os.PathLike, name: st
     store = Store(cfg.store)
     data = FoldData(cfg, fold, store)
     dst = wdir / f"{name}.with_mean.pt"
-    gap = write_fp16_checked(src, dst, store)
+    with atomic_output(dst) as tmp:
+        gap = write_fp16_checked(src, tmp, store, dst.name)
     chrom = store.chrom_names[0]
     bw = write_mean_bigwig(store, data.train_ctx, wdir / f"mean_accessibility_chr{chrom.removeprefix('chr')}.bw")
     write_model_dir(out, [dst], title=title or f"ChromDragoNN {name}", description_extra=cfg.model_description,
