@@ -340,11 +340,12 @@ def main() -> None:
     sp.add_argument("--contexts", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 56])
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--threads", type=int, default=1)
-    from chromdragonn.training.simulate import DEFAULT_RULE
+    from chromdragonn.training.simulate import DEFAULT_RULES, SHIPPED_RULE_VERSION
 
     tp = sub.add_parser("tf-truth")
-    tp.add_argument("--rule", default=str(DEFAULT_RULE), help="simulated-labels rule JSON the weights were trained on (default: rule v1, the "
-                    "shipped weights'; benchmark v2: chromdragonn/training/simulated_rule_v2.json)")
+    tp.add_argument("--rule", default=str(DEFAULT_RULES[SHIPPED_RULE_VERSION]),
+                    help="simulated-labels rule JSON the weights were trained on (default: the shipped weights', rule "
+                         f"v{SHIPPED_RULE_VERSION}; benchmark v2: chromdragonn/training/simulated_rule_v2.json)")
     tp.add_argument("--weights", default=DEFAULT_WEIGHTS, help="weights file per fold, with {fold}")
     tp.add_argument("--folds-tsv", default=str(paths.FOLDS_FILE))
     tp.add_argument("--folds", default="0,1,2,3,4")

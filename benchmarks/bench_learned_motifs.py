@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from chromdragonn import paths  # noqa: E402
+from chromdragonn.training.simulate import SHIPPED_RULE_VERSION  # noqa: E402
 
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 SLICE = ("22", 16_050_000, 22_000_000)  # real bases of the example FASTA (0-based)
@@ -96,9 +97,9 @@ def main() -> None:
     ap.add_argument("--leiden-runs", type=int, default=10)
     ap.add_argument("--work", default="tmp/learned_motifs_truth")
     ap.add_argument("--section", default="learned_motifs_truth")
-    ap.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
-                    help="the simulated-labels rule the weights were trained on (1: the shipped weights; 2: "
-                         "benchmark v2, whose locus field is applied at each bin)")
+    ap.add_argument("--rule-version", type=int, default=SHIPPED_RULE_VERSION, choices=[1, 2],
+                    help=f"the simulated-labels rule the weights were trained on (default {SHIPPED_RULE_VERSION}: the "
+                         "shipped weights'; rule v2's locus field is applied at each bin)")
     args = ap.parse_args()
 
     from benchmarks.results import write_section

@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from chromdragonn import paths  # noqa: E402
+from chromdragonn.training.simulate import SHIPPED_RULE_VERSION  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS_variants.md"
 FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
@@ -404,13 +405,13 @@ def snv_records(vcfs, genome) -> list[tuple[str, int, str, str]]:
 
 def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: str = "cpu",
                 matter: float = 0.01, batch_size: int = 64, weights_dir: Path = paths.WEIGHTS_DIR,
-                variant: str = "with_mean", rule_version: int = 1) -> tuple[list[dict], int]:
+                variant: str = "with_mean", rule_version: int | None = None) -> tuple[list[dict], int]:
     """Spearman(ours diff, true diff) per fold and held-out context. Returns (rows, n_snvs).
 
     ``weights_dir`` holds fold{f}.{variant}.pt, folds.tsv and the mean-accessibility bigWig (what
     ``python -m chromdragonn.training export --weights-dir D`` writes); ``rule_version`` 2 adds the
     locus field at each SNV to both alleles' logits (it does not depend on the allele, but sets where
-    on the logistic curve the SNV acts)."""
+    on the logistic curve the SNV acts); None: the shipped weights' rule."""
     from scipy.stats import spearmanr
 
     from chromdragonn.inputs.expression import ExpressionSource
@@ -539,7 +540,7 @@ def run_truth(args) -> None:
     command = ("python benchmarks/bench_variants.py truth "
                + (f"--from-rows {' '.join(args.from_rows)}" if args.from_rows else f"--folds {args.folds}")
                + ("" if default or args.from_rows else f" --model {args.model}")
-               + ("" if args.rule_version == 1 or args.from_rows else f" --rule-version {args.rule_version}")
+               + ("" if args.rule_version == SHIPPED_RULE_VERSION or args.from_rows else f" --rule-version {args.rule_version}")
                + ("" if weights_dir.resolve() == paths.WEIGHTS_DIR.resolve() or args.from_rows
                   else f" --weights-dir {args.weights_dir}")
                + (f" --max-variants {args.max_variants}" if args.max_variants and not args.from_rows else "")
@@ -576,8 +577,9 @@ def main() -> None:
                     help="fold files, folds.tsv and mean bigWig (default: the shipped weights/; any other folder, "
                          "e.g. one written by `python -m chromdragonn.training export --weights-dir D --no-yaml`, is "
                          "printed only)")
-    tp.add_argument("--rule-version", type=int, default=1, choices=[1, 2],
-                    help="the simulated-labels rule the models were trained on (1: the shipped benchmark)")
+    tp.add_argument("--rule-version", type=int, default=SHIPPED_RULE_VERSION, choices=[1, 2],
+                    help=f"the simulated-labels rule the models were trained on (default {SHIPPED_RULE_VERSION}: "
+                         "the shipped weights')")
     tp.add_argument("--rows-out", default=None,
                     help="also write the (fold, context) rows as a TSV (keep one per fold: --from-rows reads them)")
     tp.add_argument("--from-rows", nargs="+", default=None,

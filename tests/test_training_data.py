@@ -18,7 +18,7 @@ FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 def store(tmp_path_factory):
     src = ExpressionSource()
     contexts = src.contexts
-    return label_region_with_rule(tmp_path_factory.mktemp("data") / "store", FASTA, SimulatedAccessibility.default(),
+    return label_region_with_rule(tmp_path_factory.mktemp("data") / "store", FASTA, SimulatedAccessibility.default(1),
                                   src.matrix(contexts), contexts, ["22"], ["22:19000001-19150000"], seed=0)
 
 

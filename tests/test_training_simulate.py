@@ -20,7 +20,7 @@ FASTA = paths.EXAMPLE_DIR / "hg19_chr22_1-22000000.fa.gz"
 
 @pytest.fixture(scope="module")
 def rule():
-    return SimulatedAccessibility.default()
+    return SimulatedAccessibility.default(1)
 
 
 @pytest.fixture(scope="module")
@@ -214,3 +214,14 @@ def test_motif_core_cuts_each_context_motif_to_its_most_informative_positions(ge
     gata = "".join("ACGT"[i] for i in np.asarray(next(t for t in params["context_motifs"]
                                                        if t["tf"] == "GATA4")["llr"]).argmax(axis=1))
     assert "GATA" in gata or "TATC" in gata  # the core of GATA4's motif, on either strand
+
+
+def test_the_default_rule_is_the_shipped_models_rule(monkeypatch):
+    """SimulatedAccessibility.default() follows SHIPPED_RULE_VERSION (one line to change when the shipped
+    folds are replaced by models of another rule); explicit versions are kept."""
+    from chromdragonn.training import simulate
+
+    assert SimulatedAccessibility.default().version == simulate.SHIPPED_RULE_VERSION
+    monkeypatch.setattr(simulate, "SHIPPED_RULE_VERSION", 2)
+    assert SimulatedAccessibility.default().version == 2 and SimulatedAccessibility.default().field is not None
+    assert SimulatedAccessibility.default(1).version == 1

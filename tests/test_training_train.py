@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 def cfg(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
     src = ExpressionSource()
-    store = label_region_with_rule(tmp / "store", FASTA, SimulatedAccessibility.default(), src.matrix(src.contexts),
+    store = label_region_with_rule(tmp / "store", FASTA, SimulatedAccessibility.default(1), src.matrix(src.contexts),
                                    src.contexts, ["22"], ["22:19000001-19100000"], seed=0)
     write_folds(make_folds(store.contexts, 5, 4, seed=0), tmp / "folds.tsv")
     cfg = {"seed": 0, "store": str(tmp / "store"), "folds_file": str(tmp / "folds.tsv"), "run_dir": str(tmp / "run"),

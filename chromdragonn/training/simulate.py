@@ -29,7 +29,8 @@ Two versions (``format`` in the rule JSON):
 
 * **rule v1** (``chromdragonn-simulated-rule/1``, ``simulated_rule.json``): the formula
   above.  Accessibility is a function of the 1 kb window alone.  The shipped fold models
-  were trained on its labels; ``SimulatedAccessibility.default()`` is v1.
+  were trained on its labels; ``SimulatedAccessibility.default()`` is the shipped models' rule
+  (``SHIPPED_RULE_VERSION``).
 * **rule v2** (``chromdragonn-simulated-rule/2``, ``simulated_rule_v2.json``, benchmark v2):
   the same formula with every sequence effect 3 times v1's (a_gc 2.4, a_cpg 3.0, CTCF 9.0,
   context weights drawn in [7.5, 12] with the same seed, i.e. exactly 3 x v1's; same motifs,
@@ -77,6 +78,10 @@ RULE_FORMATS = {1: RULE_FORMAT, 2: RULE_FORMAT_V2}
 DEFAULT_RULE = Path(__file__).resolve().parent / "simulated_rule.json"
 DEFAULT_RULE_V2 = Path(__file__).resolve().parent / "simulated_rule_v2.json"
 DEFAULT_RULES = {1: DEFAULT_RULE, 2: DEFAULT_RULE_V2}
+# The rule whose labels the shipped weights/fold*.pt were trained on. Every truth check (the benchmarks'
+# --rule-version / --rule, SimulatedAccessibility.default(), the tests of the shipped models) defaults to it,
+# so replacing the shipped folds with models of another rule changes this one line (training/README.md).
+SHIPPED_RULE_VERSION = 1
 BIN_START, BIN_END = 400, 600  # central 200 bp of a 1,000 bp window
 
 
@@ -258,9 +263,10 @@ class SimulatedAccessibility:
         return cls(params, genes)
 
     @classmethod
-    def default(cls, version: int = 1) -> "SimulatedAccessibility":
-        """Version 1: the rule that made the shipped benchmark's labels (the shipped weights
-        were trained on it); version 2: benchmark v2's rule (v1 + the locus field)."""
+    def default(cls, version: int | None = None) -> "SimulatedAccessibility":
+        """Version 1: benchmark v1's rule; version 2: benchmark v2's rule (v1 + the locus field);
+        None: the rule the shipped weights were trained on (``SHIPPED_RULE_VERSION``)."""
+        version = SHIPPED_RULE_VERSION if version is None else version
         if version not in DEFAULT_RULES:
             raise ChromDragoNNError(f"simulated-labels rule version {version}: expected one of {sorted(DEFAULT_RULES)}")
         return cls.load(DEFAULT_RULES[version])
