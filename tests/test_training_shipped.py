@@ -27,7 +27,8 @@ def windows():
     x = np.stack([one_hot(genome.fetch("22", s - 400, s + 600)) for s in starts])
     mean = np.array([bw.value("22", s - 400, s + 600) for s in starts], np.float32)
     expr = ExpressionSource().matrix(CONTEXTS)
-    truth = SimulatedAccessibility.default().probability(x, expr)
+    # the shipped models' rule; rule v2 adds its locus field at each bin's centre (v1 ignores the loci)
+    truth = SimulatedAccessibility.default().probability(x, expr, ("22", starts + 100))
     return torch.from_numpy(x), torch.from_numpy(mean), torch.from_numpy(expr), truth
 
 
