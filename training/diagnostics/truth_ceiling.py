@@ -18,6 +18,10 @@ With --weights-dir D (fold{F}.{--model}.pt, as `truth --weights-dir`), that mode
 truth check computes it and ranked against the true effect split in two: its composition part (the change of
 GC and CpG alone, the motif occupancies left at REF's) and its motif part (the rest), over all SNVs and over
 the SNVs whose true |effect| >= 0.01 ("matter").
+
+With --models FILE [FILE ...] (e.g. two folds' no-mean models), each model's diff and the average of their
+diffs (an ensemble) are ranked against the true effect on the --folds test contexts. Pick contexts that are
+training contexts of every model given (another fold's held-out contexts) so that no model is favoured.
 """
 import argparse
 import sys
@@ -44,6 +48,7 @@ ap.add_argument("--no-mean-rows", nargs="*", default=[], help="truth rows of a t
 ap.add_argument("--weights-dir", default=None, help="score this folder's fold models too (fp32 no-mean models: tmp/)")
 ap.add_argument("--model", default="no_mean", choices=["no_mean", "with_mean"])
 ap.add_argument("--matter", type=float, default=0.01)
+ap.add_argument("--models", nargs="*", default=[], help="weights files: each alone and their averaged diff")
 a = ap.parse_args()
 torch.set_num_threads(1)
 
@@ -94,24 +99,27 @@ if a.no_mean_rows:
 
 
 
-def model_diff(fold, test, expr):
-    """The fold model's diff at each SNV in each test context, as bench_variants.truth_check computes it."""
+def model_diff(fold, test, expr, path=None):
+    """A model's diff at each SNV in each context of ``test``, as bench_variants.truth_check computes it
+    (default: the fold's model in --weights-dir)."""
     from chromdragonn.inputs.genome import MeanAccessibility
     from chromdragonn.inputs.session import Session
     from chromdragonn.nn.weights import load_model
     from chromdragonn.scores import compute_scores
     from chromdragonn.variants import VariantScorer
 
-    wd = Path(a.weights_dir)
-    model, genes = load_model(wd / f"fold{fold}.{a.model}.pt")
-    session = Session(model, genes, test, expr, MeanAccessibility(wd / paths.MEAN_BIGWIG.name), torch.device("cpu"))
+    path = Path(path) if path else Path(a.weights_dir) / f"fold{fold}.{a.model}.pt"
+    model, genes = load_model(path)
+    bigwig = path.parent / paths.MEAN_BIGWIG.name
+    session = Session(model, genes, test, expr, MeanAccessibility(bigwig if bigwig.is_file() else paths.MEAN_BIGWIG),
+                      torch.device("cpu"))
     scorer = VariantScorer(session, genome, ["diff"], batch_size=64)
     means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
     return compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
 
 
 source = ExpressionSource()
-results, parts = [], []
+results, parts, ensemble = [], [], []
 for fold in [int(f) for f in a.folds.split(",")]:
     test = folds_df[(folds_df.fold == fold) & (folds_df.role == "test")]["context"].tolist()
     expr = source.matrix(test)
@@ -121,6 +129,13 @@ for fold in [int(f) for f in a.folds.split(",")]:
     field0 = sigmoid(lr["alt"]) - sigmoid(lr["ref"])
     expected = sum(w * (sigmoid(lr["alt"] + sd * x) - sigmoid(lr["ref"] + sd * x)) for x, w in zip(nodes, weights))
     dlogit = lr["alt"] - lr["ref"]
+    if a.models:
+        diffs = [model_diff(fold, test, expr, m) for m in a.models]
+        for name, d in [*zip(a.models, diffs), ("average", np.mean(diffs, axis=0))]:
+            for j, ctx in enumerate(test):
+                big = np.abs(true[:, j]) >= a.matter
+                ensemble.append({"model": name, "fold": fold, "context": ctx, "all": spearman(d[:, j], true[:, j]),
+                                 "matter": spearman(d[big, j], true[big, j])})
     if a.weights_dir:
         ours = model_diff(fold, test, expr)
         at = lr["ref"] + field[:, None]
@@ -162,3 +177,10 @@ if parts:
     for r in parts:
         print(f"| {r['fold']} | {r['context']} | {r['n_matter']} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
     print(f"\nMedian over {len(parts)} pairs: " + ", ".join(f"{c} {np.nanmedian([r[c] for r in parts]):.3f}" for c in cols))
+if ensemble:
+    print(f"\nEach model's diff and their average against the true effect on the test contexts of folds {a.folds} "
+          "(median over contexts):\n")
+    print("| model | all SNVs | SNVs that matter |\n|---|---:|---:|")
+    for name in [*a.models, "average"]:
+        rows = [r for r in ensemble if r["model"] == name]
+        print(f"| {name} | {np.nanmedian([r['all'] for r in rows]):.3f} | {np.nanmedian([r['matter'] for r in rows]):.3f} |")
