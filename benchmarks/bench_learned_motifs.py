@@ -2,8 +2,8 @@
 
     python benchmarks/bench_learned_motifs.py --fold 0 --contexts E007,E027 --max-bins 600
 
-The simulated labels (chromdragonn/training/simulate.py; ``--rule-version 1`` = simulated_rule.json, on
-which the shipped weights were trained; ``2`` = simulated_rule_v2.json, benchmark v2, the same motifs
+The simulated labels (chromdragonn/training/simulate.py; ``--rule-version 1`` = simulated_rule.json;
+``2`` = simulated_rule_v2.json, benchmark v2; default: the shipped weights' rule, SHIPPED_RULE_VERSION; the same motifs
 plus a locus field along the chromosome, applied at each bin's centre) open a bin when its central 200 bp hold matches of CTCF (in every
 context) or of 10 JASPAR motifs gated by their TF's expression in the context. So in a held-out
 context of a fold, the motifs that model learned for that context should include CTCF and the gated

@@ -28,9 +28,9 @@ calibrated so that about 5% of (bin, context) pairs are positive.
 Two versions (``format`` in the rule JSON):
 
 * **rule v1** (``chromdragonn-simulated-rule/1``, ``simulated_rule.json``): the formula
-  above.  Accessibility is a function of the 1 kb window alone.  The shipped fold models
-  were trained on its labels; ``SimulatedAccessibility.default()`` is the shipped models' rule
-  (``SHIPPED_RULE_VERSION``).
+  above.  Accessibility is a function of the 1 kb window alone.  The rule of the shipped fold
+  models is ``SHIPPED_RULE_VERSION`` (v1 until benchmark v2's folds are shipped), and
+  ``SimulatedAccessibility.default()`` is that rule.
 * **rule v2** (``chromdragonn-simulated-rule/2``, ``simulated_rule_v2.json``, benchmark v2):
   the same formula with every sequence effect 3 times v1's (a_gc 2.4, a_cpg 3.0, CTCF 9.0,
   context weights drawn in [7.5, 12] with the same seed, i.e. exactly 3 x v1's; same motifs,

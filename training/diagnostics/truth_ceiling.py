@@ -41,7 +41,7 @@ from chromdragonn.training.folds import read_folds  # noqa: E402
 from chromdragonn.training.simulate import SimulatedAccessibility  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--rule-version", type=int, default=2)
+ap.add_argument("--rule-version", type=int, default=2, choices=[1, 2], help="default 2: benchmark v2")
 ap.add_argument("--folds", default="0,1,2,3,4")
 ap.add_argument("--max-variants", type=int, default=None, help="a seeded subset, as the truth check's option")
 ap.add_argument("--no-mean-rows", nargs="*", default=[], help="truth rows of a trained model (truth --rows-out)")
@@ -57,7 +57,8 @@ snvs = snv_records([KG_VCF, CLINVAR_VCF], genome)
 if a.max_variants:
     snvs = [snvs[i] for i in np.random.default_rng(0).permutation(len(snvs))[: a.max_variants]]
 rule = SimulatedAccessibility.default(a.rule_version)
-folds_df = read_folds(paths.FOLDS_FILE)
+# the folds of the models scored (as the truth check reads them), else the shipped ones
+folds_df = read_folds(Path(a.weights_dir) / paths.FOLDS_FILE.name if a.weights_dir else paths.FOLDS_FILE)
 refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
 alts = [w[:499] + alt + w[500:] for w, (_, _, _, alt) in zip(refs, snvs)]
 centres = np.array([p for _, p, _, _ in snvs])
@@ -111,8 +112,10 @@ def model_diff(fold, test, expr, path=None):
     path = Path(path) if path else Path(a.weights_dir) / f"fold{fold}.{a.model}.pt"
     model, genes = load_model(path)
     bigwig = path.parent / paths.MEAN_BIGWIG.name
-    session = Session(model, genes, test, expr, MeanAccessibility(bigwig if bigwig.is_file() else paths.MEAN_BIGWIG),
-                      torch.device("cpu"))
+    if not bigwig.is_file():  # a no-mean model does not read it; a with-mean model scored on another track would
+        print(f"note: no {bigwig.name} beside {path}; the shipped mean track is used", file=sys.stderr)
+        bigwig = paths.MEAN_BIGWIG
+    session = Session(model, genes, test, expr, MeanAccessibility(bigwig), torch.device("cpu"))
     scorer = VariantScorer(session, genome, ["diff"], batch_size=64)
     means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
     return compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
@@ -135,7 +138,7 @@ for fold in [int(f) for f in a.folds.split(",")]:
             for j, ctx in enumerate(test):
                 big = np.abs(true[:, j]) >= a.matter
                 ensemble.append({"model": name, "fold": fold, "context": ctx, "all": spearman(d[:, j], true[:, j]),
-                                 "matter": spearman(d[big, j], true[big, j])})
+                                 "matter": spearman(d[big, j], true[big, j]) if big.sum() >= 3 else float("nan")})
     if a.weights_dir:
         ours = model_diff(fold, test, expr)
         at = lr["ref"] + field[:, None]
@@ -147,8 +150,8 @@ for fold in [int(f) for f in a.folds.split(",")]:
                           "true": spearman(ours[:, j], true[:, j]),
                           "composition": spearman(ours[:, j], comp_part[:, j]),
                           "motifs": spearman(ours[:, j], motif_part[:, j]),
-                          "true_matter": spearman(ours[big, j], true[big, j]),
-                          "motifs_matter": spearman(ours[big, j], motif_part[big, j]),
+                          "true_matter": spearman(ours[big, j], true[big, j]) if big.sum() >= 3 else float("nan"),
+                          "motifs_matter": spearman(ours[big, j], motif_part[big, j]) if big.sum() >= 3 else float("nan"),
                           "truth_comp": spearman(comp_part[:, j], true[:, j]),
                           "truth_motifs": spearman(motif_part[:, j], true[:, j])})
     for j, ctx in enumerate(test):
