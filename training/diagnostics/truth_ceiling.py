@@ -161,12 +161,19 @@ for fold in [int(f) for f in a.folds.split(",")]:
 
 print(f"rule v{a.rule_version} (locus field SD {sd:g} logits), {len(snvs):,} SNVs, folds {a.folds}: "
       "Spearman against the true effect, per (fold, held-out context)\n")
+
+
+def print_pairs(rows: list[dict], cols: list[str], lead: tuple[str, ...] = ("fold", "context")) -> None:
+    """A markdown table of per-(fold, context) Spearman values, then their medians."""
+    print("| " + " | ".join([*lead, *cols]) + " |")
+    print("|---:|---|" + "---:|" * (len(lead) - 2 + len(cols)))
+    for r in rows:
+        print("| " + " | ".join([*(str(r[k]) for k in lead), *(f"{r[c]:.3f}" for c in cols)]) + " |")
+    print(f"\nMedian over {len(rows)} pairs: " + ", ".join(f"{c} {np.nanmedian([r[c] for r in rows]):.3f}" for c in cols))
+
+
 cols = ["field0", "expected", "logit"] + (["model"] if kept else [])
-print("| fold | context | " + " | ".join(cols) + " |")
-print("|---:|---|" + "---:|" * len(cols))
-for r in results:
-    print(f"| {r['fold']} | {r['context']} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
-print(f"\nMedian over {len(results)} pairs: " + ", ".join(f"{c} {np.nanmedian([r[c] for r in results]):.3f}" for c in cols))
+print_pairs(results, cols)
 if kept:
     pairs = [r for r in results if not np.isnan(r["model"])]
     print(f"Pairs with a kept model row: {len(pairs)}; median of those: "
@@ -175,11 +182,7 @@ if parts:
     cols = ["true", "composition", "motifs", "true_matter", "motifs_matter", "truth_comp", "truth_motifs"]
     print(f"\n{a.weights_dir}/fold*.{a.model}.pt: Spearman of its diff against the true effect and its parts "
           f"(truth_comp / truth_motifs: each part against the whole true effect)\n")
-    print("| fold | context | n_matter | " + " | ".join(cols) + " |")
-    print("|---:|---|---:|" + "---:|" * len(cols))
-    for r in parts:
-        print(f"| {r['fold']} | {r['context']} | {r['n_matter']} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
-    print(f"\nMedian over {len(parts)} pairs: " + ", ".join(f"{c} {np.nanmedian([r[c] for r in parts]):.3f}" for c in cols))
+    print_pairs(parts, cols, ("fold", "context", "n_matter"))
 if ensemble:
     print(f"\nEach model's diff and their average against the true effect on the test contexts of folds {a.folds} "
           "(median over contexts):\n")
