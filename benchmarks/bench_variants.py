@@ -403,6 +403,28 @@ def snv_records(vcfs, genome) -> list[tuple[str, int, str, str]]:
     return out
 
 
+def snv_windows(snvs, genome) -> tuple[list[str], list[str]]:
+    """The 1 kb REF and ALT windows of the truth check, the SNV at index 499 (the scorer's convention)."""
+    refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
+    return refs, [w[:499] + a + w[500:] for w, (_, _, _, a) in zip(refs, snvs)]
+
+
+def model_diff(model_file, mean_bigwig, contexts, expr, genome, snvs, refs, alts, device: str = "cpu",
+               batch_size: int = 64) -> np.ndarray:
+    """(SNVs, contexts) diff of one weights file, scored as ``chromdragonn score-variants`` scores it."""
+    from chromdragonn.inputs.genome import MeanAccessibility
+    from chromdragonn.inputs.session import Session
+    from chromdragonn.nn.weights import load_model
+    from chromdragonn.scores import compute_scores
+    from chromdragonn.variants import VariantScorer
+
+    model, genes = load_model(model_file)
+    session = Session(model.to(device), genes, contexts, expr, MeanAccessibility(mean_bigwig), torch.device(device))
+    scorer = VariantScorer(session, genome, ["diff"], batch_size=batch_size)
+    means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
+    return compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
+
+
 def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: str = "cpu",
                 matter: float = 0.01, batch_size: int = 64, weights_dir: Path = paths.WEIGHTS_DIR,
                 variant: str = "with_mean", rule_version: int | None = None) -> tuple[list[dict], int]:
@@ -415,13 +437,9 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     from scipy.stats import spearmanr
 
     from chromdragonn.inputs.expression import ExpressionSource
-    from chromdragonn.inputs.genome import Genome, MeanAccessibility, one_hot_batch
-    from chromdragonn.inputs.session import Session
-    from chromdragonn.nn.weights import load_model
-    from chromdragonn.scores import compute_scores
+    from chromdragonn.inputs.genome import Genome, one_hot_batch
     from chromdragonn.training.folds import read_folds
     from chromdragonn.training.simulate import SimulatedAccessibility
-    from chromdragonn.variants import VariantScorer
 
     genome = Genome(FASTA)
     snvs = snv_records([KG_VCF, CLINVAR_VCF], genome)
@@ -433,17 +451,13 @@ def truth_check(folds=(0, 1, 2, 3, 4), max_variants: int | None = None, device: 
     source = ExpressionSource()
     mean_bw = weights_dir / paths.MEAN_BIGWIG.name
     loci = ("22", np.array([p for _, p, _, _ in snvs]))  # window centres (0-based), for the locus field
-    refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
-    alts = [w[:499] + a + w[500:] for w, (_, _, _, a) in zip(refs, snvs)]
+    refs, alts = snv_windows(snvs, genome)
     rows = []
     for fold in folds:
-        model, genes = load_model(Path(weights_dir) / f"fold{fold}.{variant}.pt")
         test = folds_df[(folds_df.fold == fold) & (folds_df.role == "test")]["context"].tolist()
         expr = source.matrix(test)
-        session = Session(model.to(device), genes, test, expr, MeanAccessibility(mean_bw), torch.device(device))
-        scorer = VariantScorer(session, genome, ["diff"], batch_size=batch_size)
-        means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
-        ours = compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
+        ours = model_diff(weights_dir / f"fold{fold}.{variant}.pt", mean_bw, test, expr, genome, snvs, refs, alts,
+                          device, batch_size)
         true = np.zeros_like(ours)
         for lo in range(0, len(refs), 512):
             r = torch.from_numpy(one_hot_batch(refs[lo: lo + 512]))

@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_variants import CLINVAR_VCF, FASTA, KG_VCF, read_truth_rows, snv_records  # noqa: E402
+from bench_variants import CLINVAR_VCF, FASTA, KG_VCF, model_diff, read_truth_rows, snv_records, snv_windows  # noqa: E402
 from chromdragonn import paths  # noqa: E402
 from chromdragonn.inputs.expression import ExpressionSource  # noqa: E402
 from chromdragonn.inputs.genome import Genome, one_hot_batch  # noqa: E402
@@ -59,8 +59,7 @@ if a.max_variants:
 rule = SimulatedAccessibility.default(a.rule_version)
 # the folds of the models scored (as the truth check reads them), else the shipped ones
 folds_df = read_folds(Path(a.weights_dir) / paths.FOLDS_FILE.name if a.weights_dir else paths.FOLDS_FILE)
-refs = [genome.fetch("22", p - 500, p + 500) for _, p, _, _ in snvs]
-alts = [w[:499] + alt + w[500:] for w, (_, _, _, alt) in zip(refs, snvs)]
+refs, alts = snv_windows(snvs, genome)
 centres = np.array([p for _, p, _, _ in snvs])
 
 # sequence terms once for all SNVs (they do not depend on the context)
@@ -100,25 +99,14 @@ if a.no_mean_rows:
 
 
 
-def model_diff(fold, test, expr, path=None):
-    """A model's diff at each SNV in each context of ``test``, as bench_variants.truth_check computes it
-    (default: the fold's model in --weights-dir)."""
-    from chromdragonn.inputs.genome import MeanAccessibility
-    from chromdragonn.inputs.session import Session
-    from chromdragonn.nn.weights import load_model
-    from chromdragonn.scores import compute_scores
-    from chromdragonn.variants import VariantScorer
-
-    path = Path(path) if path else Path(a.weights_dir) / f"fold{fold}.{a.model}.pt"
-    model, genes = load_model(path)
-    bigwig = path.parent / paths.MEAN_BIGWIG.name
+def diff_of(test, expr, path):
+    """The weights file's diff at each SNV in each context of ``test``, as the truth check computes it, with
+    the mean track beside the file (else the shipped one, with a note)."""
+    bigwig = Path(path).parent / paths.MEAN_BIGWIG.name
     if not bigwig.is_file():  # a no-mean model does not read it; a with-mean model scored on another track would
         print(f"note: no {bigwig.name} beside {path}; the shipped mean track is used", file=sys.stderr)
         bigwig = paths.MEAN_BIGWIG
-    session = Session(model, genes, test, expr, MeanAccessibility(bigwig), torch.device("cpu"))
-    scorer = VariantScorer(session, genome, ["diff"], batch_size=64)
-    means = np.array([scorer.mean_track.value("22", p - 500, p + 500) for _, p, _, _ in snvs], dtype=np.float32)
-    return compute_scores(scorer._probs(refs, means), scorer._probs(alts, means), ["diff"])["diff"]
+    return model_diff(path, bigwig, test, expr, genome, snvs, refs, alts)
 
 
 source = ExpressionSource()
@@ -133,14 +121,14 @@ for fold in [int(f) for f in a.folds.split(",")]:
     expected = sum(w * (sigmoid(lr["alt"] + sd * x) - sigmoid(lr["ref"] + sd * x)) for x, w in zip(nodes, weights))
     dlogit = lr["alt"] - lr["ref"]
     if a.models:
-        diffs = [model_diff(fold, test, expr, m) for m in a.models]
+        diffs = [diff_of(test, expr, m) for m in a.models]
         for name, d in [*zip(a.models, diffs), ("average", np.mean(diffs, axis=0))]:
             for j, ctx in enumerate(test):
                 big = np.abs(true[:, j]) >= a.matter
                 ensemble.append({"model": name, "fold": fold, "context": ctx, "all": spearman(d[:, j], true[:, j]),
                                  "matter": spearman(d[big, j], true[big, j]) if big.sum() >= 3 else float("nan")})
     if a.weights_dir:
-        ours = model_diff(fold, test, expr)
+        ours = diff_of(test, expr, Path(a.weights_dir) / f"fold{fold}.{a.model}.pt")
         at = lr["ref"] + field[:, None]
         comp_part = sigmoid(at + dcomp[:, None]) - sigmoid(at)
         motif_part = true - comp_part
