@@ -162,3 +162,21 @@ def test_targets_met_or_missed_once_all_folds_are_in():
     assert "| 3 of 5 folds (not in fold 2, 4) | missed |" in two and "truth" not in two
     tie = "\n".join(targets_section([fold(f, [0.5, 0.8, 0.7, 0.8] if f == 3 else good) for f in range(5)], {}, methods))
     assert "4 of 5 folds; smallest margin +0.000 (fold 3) | missed |" in tie
+
+
+def test_ship_folds_refuses_to_start_before_every_fold_is_kept(tmp_path):
+    """training/ship_folds.sh rewrites weights/ and the reports: it must refuse, exit 2 and touch nothing while a
+    fold's truth rows of the named rule are missing (no kept fold has rule-9 rows), and name the file and the fix."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    before = {p: p.stat().st_mtime_ns for p in (root / "weights").glob("*.pt")}
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", "training/ship_folds.sh", "training/configs/benchmark_v2.yaml", "9"], cwd=root,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.strip() == ("error: training/runs/benchmark_v2/fold0/eval/truth_rule9_no_mean.tsv missing: "
+                                  "keep fold 0 first (training/keep_fold.sh)")
+    assert {p: p.stat().st_mtime_ns for p in (root / "weights").glob("*.pt")} == before
