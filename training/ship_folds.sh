@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Replace the shipped fold models with the five folds kept under training/runs/<config stem>/ and regenerate
-# everything measured with them that a script can regenerate: steps 1, 3 and 4 of training/README.md,
-# "Replacing the shipped fold models". Step 2 (SHIPPED_RULE_VERSION and the shipped-model tests' figures)
-# and step 5 (the figures quoted in README.md, weights/README.md and docs/) stay by hand: the script
+# everything measured with them that a script can regenerate: steps 1, 3, 4 and README.md's printed outputs
+# (step 5) of training/README.md, "Replacing the shipped fold models". Step 2 (SHIPPED_RULE_VERSION and the
+# shipped-model tests' figures) and the rest of step 5 (the figures quoted in README.md's prose,
+# weights/README.md and docs/) stay by hand: the script
 # refuses to start until SHIPPED_RULE_VERSION names the rule the folds were trained on, and ends by
 # listing what is left.
 #
@@ -50,6 +51,7 @@ echo "# $(date -u +%FT%TZ) bash training/ship_folds.sh $*" >> "$log"
 step export $py -m chromdragonn.training export --config "$config" --fp16-from "$kept"
 step report $py -m chromdragonn.training report --config "$config" --run-dir "$kept" ${summary:+--summary "$summary"}
 step background $py scripts/make_variant_background.py
+step readme_outputs $py scripts/refresh_readme_outputs.py   # README.md's printed outputs (setup, Python, R, ClinVar)
 step truth_with_mean $py benchmarks/bench_variants.py truth
 step truth_no_mean $py benchmarks/bench_variants.py truth --from-rows "$kept"/fold*/eval/truth_rule"${rule}"_no_mean.tsv \
     --section truth_no_mean
@@ -74,7 +76,7 @@ cat <<EOF | tee -a "$log"
 Done. Left by hand (training/README.md, "Replacing the shipped fold models"):
   - the figures of tests/test_training_shipped.py and tests/test_variants.py::test_diff_correlates_with_the_simulated_truth,
     and tests/test_learned_motifs.py::test_trained_fold_learns_ctcf_and_mycn if fold 0's motifs changed;
-  - README.md (setup output, Python and R examples, ClinVar table, truth medians), weights/README.md,
+  - the figures in README.md's prose (truth medians, the models' AUPRC), weights/README.md,
     docs/variant_effects.md, docs/attributions.md;
   - then the whole test suite, and commit.
 EOF

@@ -1,0 +1,122 @@
+"""Rewrite, or check, the README's output blocks: the printed outputs that change whenever weights/ does.
+
+A block is a ```text fence right after a marker line
+
+    <!-- output of: COMMAND (first N lines) -->
+
+COMMAND runs with bash from the repository root, this venv's bin first on PATH. The block becomes the first N
+lines of its stdout, then a `...` line. Each command must exit 0: a failed one stops the script, and README.md is
+left as it was (it is rewritten in one atomic step, once every command has run).
+
+    python scripts/refresh_readme_outputs.py            # after replacing weights/ (training/ship_folds.sh)
+    python scripts/refresh_readme_outputs.py --check    # exit 1 naming each block whose output changed
+
+--check compares numbers within a relative 1e-4 (float32 sums differ in their last digits between CPUs and
+batchings) and every other word exactly. tests/test_readme_outputs.py checks the same blocks in-process.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+MARKER = re.compile(r"^<!-- output of: (?P<command>.+) \(first (?P<lines>\d+) lines\) -->$")
+NUMBER = re.compile(r"^[-+]?(\d+\.\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class OutputBlock:
+    command: str
+    n_lines: int
+    body: list[str]  # the lines between the fences, as in the README
+    start: int       # index of the first body line in the README's lines
+    end: int         # index of the closing fence
+
+
+def read_blocks(text: str, path: Path = README) -> list[OutputBlock]:
+    lines = text.split("\n")
+    blocks = []
+    for i, line in enumerate(lines):
+        m = MARKER.match(line)
+        if not m:
+            continue
+        if i + 1 >= len(lines) or lines[i + 1] != "```text":
+            raise ValueError(f"{path}:{i + 1}: output marker not followed by a ```text fence")
+        end = next((j for j in range(i + 2, len(lines)) if lines[j] == "```"), None)
+        if end is None:
+            raise ValueError(f"{path}:{i + 2}: ```text fence never closed")
+        blocks.append(OutputBlock(m["command"], int(m["lines"]), lines[i + 2:end], i + 2, end))
+    return blocks
+
+
+def run_block(block: OutputBlock) -> list[str]:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    res = subprocess.run(["bash", "-c", block.command], cwd=REPO, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        last = (res.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        raise RuntimeError(f"`{block.command}` exited {res.returncode}: {last}")
+    out = res.stdout.rstrip("\n").split("\n")
+    if len(out) < block.n_lines:
+        raise RuntimeError(f"`{block.command}` printed {len(out)} lines, the marker asks for {block.n_lines}")
+    return [line.rstrip() for line in out[:block.n_lines]] + ["..."]
+
+
+def same_output(old: list[str], new: list[str], rtol: float = 1e-4) -> bool:
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new):
+        wa, wb = a.split(), b.split()
+        if len(wa) != len(wb):
+            return False
+        for x, y in zip(wa, wb):
+            if NUMBER.match(x) and NUMBER.match(y):
+                if abs(float(x) - float(y)) > rtol * max(abs(float(x)), abs(float(y))) + 1e-12:
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 when a block is out of date")
+    ap.add_argument("--readme", type=Path, default=README)
+    args = ap.parse_args(argv)
+    text = args.readme.read_text()
+    try:
+        blocks = read_blocks(text, args.readme)
+        if not blocks:
+            raise ValueError(f"{args.readme}: no '<!-- output of: ... -->' markers")
+        fresh = []
+        for k, block in enumerate(blocks, 1):
+            print(f"[{k}/{len(blocks)}] {block.command}", file=sys.stderr)
+            fresh.append(run_block(block))
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    stale = [(b, new) for b, new in zip(blocks, fresh) if not same_output(b.body, new)]
+    for b, _ in stale:
+        print(f"{args.readme}:{b.start}: the output of `{b.command}` has changed", file=sys.stderr)
+    if args.check or not stale:
+        print(f"{len(blocks) - len(stale)} of {len(blocks)} output blocks up to date", file=sys.stderr)
+        return 1 if stale else 0
+    lines = text.split("\n")
+    for b, new in sorted(stale, key=lambda s: -s[0].start):  # from the end: earlier indices stay valid
+        lines[b.start:b.end] = new
+    sys.path.insert(0, str(REPO))
+    from chromdragonn.outputs.atomic import atomic_output
+
+    with atomic_output(args.readme) as tmp:
+        Path(tmp).write_text("\n".join(lines))
+    print(f"rewrote {len(stale)} of {len(blocks)} output blocks in {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
