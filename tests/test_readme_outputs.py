@@ -3,7 +3,8 @@
 Each block marked `<!-- output of: ... -->` (scripts/refresh_readme_outputs.py rewrites them) is compared here,
 in-process, with the package run on the same inputs with the shipped default model: replacing weights/ without
 refreshing the README fails this test. Tolerance: the printed rounding (6 significant digits, or 6 decimals in
-pandas' table) plus float32 noise between CPUs, far below the 1e-3 that separates two trained models' outputs.
+pandas' table, up to 5e-7) plus float32 noise between CPUs and batchings (conftest's P_ATOL per probability, twice
+that for a difference of two), far below the 1e-3 and more that separates two trained models' outputs.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import BED, FASTA, REPO, SHARED_DATA, USER_TABLE
+from conftest import BED, FASTA, P_ATOL, REPO, SHARED_DATA, USER_TABLE
 
 spec = importlib.util.spec_from_file_location("refresh_readme_outputs", REPO / "scripts" / "refresh_readme_outputs.py")
 refresh = importlib.util.module_from_spec(spec)
@@ -21,7 +22,7 @@ spec.loader.exec_module(refresh)
 
 CLINVAR_VCF = SHARED_DATA / "variants" / "clinvar_20180429_pathogenic_hg19_chr22.vcf.gz"
 ROADMAP = ["E003", "E116", "E123"]
-RTOL, ATOL = 1e-5, 1e-6
+RTOL = 1e-5
 
 
 def _blocks() -> dict[str, refresh.OutputBlock]:
@@ -30,7 +31,7 @@ def _blocks() -> dict[str, refresh.OutputBlock]:
     found = {}
     for block in refresh.read_blocks(refresh.README.read_text()):
         kind = [v for k, v in keys.items() if k in block.command]
-        assert len(kind) == 1, block.command
+        assert len(kind) == 1, f"README output block `{block.command}`: no check here for it; add one to this file"
         found[kind[0]] = block
     assert sorted(found) == sorted(keys.values())
     return found
@@ -57,7 +58,7 @@ def test_prediction_blocks_are_the_shipped_models_outputs(shipped_predictions):
         for row in rows:
             printed = np.array(row[-len(contexts):], dtype=float)
             np.testing.assert_allclose(printed, shipped_predictions.loc[row[name_at], contexts].to_numpy(float),
-                                       rtol=RTOL, atol=ATOL, err_msg=f"README {kind} block, {row[name_at]}: "
+                                       rtol=RTOL, atol=P_ATOL, err_msg=f"README {kind} block, {row[name_at]}: "
                                        "run python scripts/refresh_readme_outputs.py")
     # the R example prints its row names from the BED: the same first intervals as the other two
     assert [r[0] for r in _rows(blocks["r"])] == [r[3] for r in _rows(blocks["setup"])][:len(_rows(blocks["r"]))]
@@ -76,7 +77,7 @@ def test_clinvar_block_is_the_shipped_models_scores():
     for row in rows:
         np.testing.assert_allclose(np.array(row[5:7], dtype=float),
                                    scores.loc[row[2], ["E003/diff", "E116/diff"]].to_numpy(float),
-                                   rtol=RTOL, atol=ATOL, err_msg=f"README ClinVar block, ID {row[2]}")
+                                   rtol=RTOL, atol=2 * P_ATOL, err_msg=f"README ClinVar block, ID {row[2]}")
         assert int(row[1]) == int(scores.loc[row[2], "POS"]) and row[7] == "1"
 
 

@@ -16,7 +16,7 @@ stem=$(basename "$config" .yaml)
 kept=training/runs/$stem/fold$fold
 scratch=tmp/$stem/weights_fold$fold
 py=.venv/bin/python
-[ -x "$py" ] || py=python
+[ -x "$py" ] || py=$(command -v python3 || command -v python)
 
 $py -m chromdragonn.training export-fold --config "$config" --fold "$fold"
 # the with-mean file as shipped (fp16), folds.tsv and the mean track; the no-mean model as trained (fp32:

@@ -21,11 +21,11 @@ summary=${3:-}
 stem=$(basename "$config" .yaml)
 kept=training/runs/$stem
 py=.venv/bin/python
-[ -x "$py" ] || py=python
+[ -x "$py" ] || py=$(command -v python3 || command -v python)
 log=tmp/$stem/ship.log
-mkdir -p "tmp/$stem"
 
-# checks first: all folds kept (with their truth rows), the rule constant set, the summary readable
+# checks first: all folds kept (with their truth rows), the rule constant set, the summary readable, R for the
+# README's R example (its output is refreshed last)
 n_folds=$($py -c "import sys; from chromdragonn.training.config import load_config; print(load_config(sys.argv[1]).n_folds)" "$config")
 for ((f = 0; f < n_folds; f++)); do
   for need in "fold$f.with_mean.pt" eval/metrics.json "eval/truth_rule${rule}_no_mean.tsv"; do
@@ -38,6 +38,11 @@ if [ "$shipped" != "$rule" ]; then
   exit 2
 fi
 if [ -n "$summary" ] && [ ! -f "$summary" ]; then echo "error: $summary: no such summary file" >&2; exit 2; fi
+if ! Rscript -e 'library(reticulate)' >/dev/null 2>&1; then
+  echo "error: Rscript with reticulate is needed to refresh the README's R example output (setup.sh installs it)" >&2
+  exit 2
+fi
+mkdir -p "tmp/$stem"
 
 step() {  # step NAME COMMAND...: run, and log its wall time
   local name=$1; shift
@@ -51,7 +56,6 @@ echo "# $(date -u +%FT%TZ) bash training/ship_folds.sh $*" >> "$log"
 step export $py -m chromdragonn.training export --config "$config" --fp16-from "$kept"
 step report $py -m chromdragonn.training report --config "$config" --run-dir "$kept" ${summary:+--summary "$summary"}
 step background $py scripts/make_variant_background.py
-step readme_outputs $py scripts/refresh_readme_outputs.py   # README.md's printed outputs (setup, Python, R, ClinVar)
 step truth_with_mean $py benchmarks/bench_variants.py truth
 step truth_no_mean $py benchmarks/bench_variants.py truth --from-rows "$kept"/fold*/eval/truth_rule"${rule}"_no_mean.tsv \
     --section truth_no_mean
@@ -71,6 +75,7 @@ else
   echo "note: $nomean is gone: the no-mean sections of benchmarks/RESULTS.md (tf_drivers_truth_no_mean," \
        "learned_motifs_truth_no_mean) still describe the rule-v1 model; rerun keep_fold.sh for fold 0 or mark them" | tee -a "$log"
 fi
+step readme_outputs $py scripts/refresh_readme_outputs.py   # README.md's printed outputs (setup, Python, R, ClinVar)
 
 cat <<EOF | tee -a "$log"
 Done. Left by hand (training/README.md, "Replacing the shipped fold models"):
