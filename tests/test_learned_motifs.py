@@ -4,7 +4,7 @@ On the real JASPAR 2024 file: Tomtom (memelite) gives a motif itself as its best
 perturbed copy (noise, reverse complement, two columns cut) still its own; the MEME file the command
 writes reads back through memelite's reader to the same matrices. On real hg19 bins with the
 conftest's random-init folds: the command end to end writes every report file, and bad input gives
-one ``error:`` line and no output folder; the shipped fold 0 learns the rule's MYCN motif and CTCF.
+one ``error:`` line and no output folder; the shipped fold 0 learns the rule's MYCN, SOX and ZIC motifs.
 """
 from __future__ import annotations
 
@@ -148,11 +148,16 @@ def check_context_folder(d, ctx, summary, n_matches):
 
 
 @pytest.mark.skipif(not TRAINED_FOLD0.is_file(), reason="needs the shipped weights/fold0.with_mean.pt")
-def test_trained_fold_learns_ctcf_and_mycn(tmp_path):
-    """The shipped fold 0 (trained on the simulated rule) in held-out context E007, on the 200 bins the rule opens
-    most there and in < 30% of contexts (tests/data/E007_rule_specific_bins.bed: the first 200 of the bins
-    ``benchmarks/bench_learned_motifs.py --fold 0`` picks for E007): its opening motifs include the rule's MYCN
-    motif (MA0104.5, gate 0.94 in E007) and CTCF (every context). Measured: MYCN q 2e-4, CTCF q 0.0025."""
+def test_trained_fold_learns_the_rules_e007_motifs(tmp_path):
+    """The shipped fold 0 (benchmark v2, trained on the simulated rule v2) in held-out context E007, on the 200
+    bins the rule opens most there and in < 30% of contexts (tests/data/E007_rule_specific_bins.bed: the first
+    200 of the bins ``benchmarks/bench_learned_motifs.py --fold 0`` picks for E007): its opening motifs are best
+    matched by the rule's motifs switched on in E007: MYCN (MA0104.5) among an opening pattern's 10 best matches
+    with q < 0.05 (the benchmark's "found"), and opening patterns best matched by a SOX motif (the rule's SOX2)
+    and by a ZIC motif (the rule's ZIC2), q < 0.2. TF-MoDISco's seqlets and clusters move with the attributions'
+    float noise (1 against 2 threads here), so the check is on motif families and the bound on q is loose.
+    Measured (2026-11-30), 1 thread: MYCN best match q 0.019, SOX2 q 0.023, Zic3 q 0.004; 2 threads: MYCN 4th
+    match of a MYC-best pattern q 7e-4, SOX9 q 0.11, Zic3 q 0.14. No CTCF pattern among these 200 bins."""
     out = tmp_path / "motifs"
     rc = main(["learned-motifs", "--bed", str(RULE_BINS), "--fasta", str(FASTA), "--contexts", "E007",
                "--model", str(TRAINED_FOLD0), "--select", "all", "--max-bins", "200", "--min-seqlets", "20",
@@ -160,9 +165,12 @@ def test_trained_fold_learns_ctcf_and_mycn(tmp_path):
     assert rc == 0
     summary = pd.read_csv(out / "summary.tsv", sep="\t")
     check_context_folder(out / "E007", "E007", summary, 10)
-    opening = summary[(summary["effect"] == "opens") & (summary["q"] < 0.05)]
-    assert "MA0104.5" in set(opening["best_match_id"])
-    assert "CTCF" in set(opening["best_match_name"])
+    matches = pd.read_csv(out / "E007" / "matches.tsv", sep="\t")
+    opening_top10 = matches[(matches["effect"] == "opens") & (matches["rank"] <= 10) & (matches["q"] < 0.05)]
+    assert "MA0104.5" in set(opening_top10["match_id"])
+    opening = summary[(summary["effect"] == "opens") & (summary["q"] < 0.2)]
+    names = [str(n).upper() for n in opening["best_match_name"]]
+    assert any(n.startswith("SOX") for n in names) and any(n.startswith("ZIC") for n in names), names
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -66,19 +66,23 @@ def test_integrated_gradients_add_up_to_the_logit_change(setup):
 
 
 def test_gradient_x_delta_equals_plain_autograd(setup):
-    """Each member's ordinary forward, one bin at a time, logit from its log-softmax; members' mean."""
+    """Each member's ordinary forward over the bins (the expression row repeated per bin), the summed logit from
+    its log-softmax, plain autograd; members' mean. One batch, as the cached trunk features were computed: a
+    per-bin forward differs from the batched one by float32 noise, and where a hidden ReLU of the head sits at
+    its kink that noise flips it, which moves the gradient by far more than the noise (seen: 2e-4 of the
+    largest score, with other inputs)."""
     model, _, seq, mean, expr, base, feats = setup
     e = expr[0]
     got = expression_attributions(model, feats, e, base, mean, "gradient")
     want = np.zeros(len(e))
     for m in model.members:
-        for b in range(len(seq)):
-            x = torch.as_tensor(e[None]).clone().requires_grad_(True)
-            out = m(seq[b: b + 1], x, mean[b: b + 1])
-            (out[0, 1] - out[0, 0]).backward()
-            want += x.grad[0].double().numpy() / len(model.members)
+        x = torch.as_tensor(e[None]).clone().requires_grad_(True)
+        out = m(seq, x.expand(len(seq), -1), mean)
+        (out[:, 1] - out[:, 0]).sum().backward()
+        want += x.grad[0].double().numpy() / len(model.members)
     want *= (e - base).astype(np.float64)
-    np.testing.assert_allclose(got, want, atol=1e-6 * np.abs(want).max(), rtol=0)
+    # float32 through the head and 5 members: 6.5e-7 of the largest score measured; 1e-5 leaves room for other CPUs
+    np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max(), rtol=0)
     assert np.abs(want).max() > 1e-3
 
 

@@ -44,12 +44,14 @@ def test_shipped_files_match_model_yaml_and_folds():
 
 
 def test_ensemble_tracks_the_true_rule_on_held_out_loci(windows):
-    """Rank correlation with the rule's P(accessible): 0.698 for the ensemble, above the 0.649 of the mean
-    track alone."""
+    """Rank correlation with the rule's P(accessible) (rule v2, the shipped folds' rule): 0.655 for the
+    ensemble, 0.065 above the 0.590 of the mean track alone (2026-11-30, benchmark-v2 folds); the bounds leave
+    room for the folds to be retrained, not for float noise, which moves these by far less than 1e-3."""
     x, mean, expr, truth = windows
     args = yaml.safe_load(paths.MODEL_YAML.read_text())["args"]
     model, _ = load_models([paths.REPO_ROOT / w for w in args["weights"]])
     p = model.predict_grid(x, expr, mean).numpy()
     assert p.shape == (96, 4)
     mean_track = np.repeat(mean.numpy()[:, None], 4, axis=1)
-    assert spearmanr(p.ravel(), truth.ravel())[0] > max(0.65, spearmanr(mean_track.ravel(), truth.ravel())[0])
+    rho, rho_mean_track = spearmanr(p.ravel(), truth.ravel())[0], spearmanr(mean_track.ravel(), truth.ravel())[0]
+    assert rho > 0.62 and rho > rho_mean_track + 0.03

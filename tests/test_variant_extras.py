@@ -192,7 +192,9 @@ def test_shipped_background_is_the_default_model_on_common_1kg_snvs(tmp_path):
     lines += [f"22\t{r.POS}\t.\t{r.REF}\t{r.ALT}\t.\tPASS\t." for r in rows.itertuples()]
     (tmp_path / "three.vcf").write_text("\n".join(lines) + "\n")
     df = score_variants(tmp_path / "three.vcf", FASTA, "E003,E123", background="shipped")
-    np.testing.assert_allclose(df["E003/diff"], rows["E003/diff"], rtol=1e-5, atol=1e-9)
+    # the background was scored 421 SNVs to a batch, these 3 alone: float32 P moves by ~1e-8 between batchings
+    # (7.8e-9 seen), so a diff of two P's is compared to 1e-7 absolute, beside 6-digit rounding of the file
+    np.testing.assert_allclose(df["E003/diff"], rows["E003/diff"], rtol=1e-5, atol=1e-7)
     want = [100.0 * np.sum(np.abs(bg["E123/diff"]) <= abs(d)) / 421 for d in df["E123/diff"]]
     np.testing.assert_allclose(df["E123/pct"], want)
 

@@ -80,7 +80,7 @@ step readme_outputs $py scripts/refresh_readme_outputs.py   # README.md's printe
 cat <<EOF | tee -a "$log"
 Done. Left by hand (training/README.md, "Replacing the shipped fold models"):
   - the figures of tests/test_training_shipped.py and tests/test_variants.py::test_diff_correlates_with_the_simulated_truth,
-    and tests/test_learned_motifs.py::test_trained_fold_learns_ctcf_and_mycn if fold 0's motifs changed;
+    and tests/test_learned_motifs.py::test_trained_fold_learns_the_rules_e007_motifs if fold 0's motifs changed;
   - the figures in README.md's prose (truth medians, the models' AUPRC), weights/README.md,
     docs/variant_effects.md, docs/attributions.md;
   - then the whole test suite, and commit.

@@ -37,8 +37,9 @@ AUTHORS = ["Surag Nair", "Daniel S. Kim", "Jacob Perricone", "Anshul Kundaje"]
 MODEL_PACKAGES = ["torch", "numpy", "pandas", "PyYAML", "kipoi", "kipoiseq", "pyfaidx", "biopython",
                   "pyBigWig", "h5py"]
 DEFAULT_TRAINED_ON = (
-    "Simulated accessibility labels (a documented, seeded generative rule driven by real JASPAR motif "
-    "matches weighted by real TF expression; see training/REPORT.md) over 200 bp bins of the real hg19 "
+    "Simulated accessibility labels (a documented, seeded generative rule: real JASPAR motif matches weighted "
+    "by real TF expression, plus, in benchmark v2, a smooth field along the chromosome shared by all contexts; "
+    "see training/REPORT.md) over 200 bp bins of the real hg19 "
     "chr22 slice 16.05-22 Mb, with the real RNA-seq (arcsinh TPM) of the 56 Roadmap Epigenomics "
     "epigenomes; five folds of held-out contexts. Not trained on measured DNase-seq.")
 ROOT_FILES = ["model.py", "dataloader.py"]

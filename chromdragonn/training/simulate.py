@@ -29,7 +29,7 @@ Two versions (``format`` in the rule JSON):
 
 * **rule v1** (``chromdragonn-simulated-rule/1``, ``simulated_rule.json``): the formula
   above.  Accessibility is a function of the 1 kb window alone.  The rule of the shipped fold
-  models is ``SHIPPED_RULE_VERSION`` (v1 until benchmark v2's folds are shipped), and
+  models is ``SHIPPED_RULE_VERSION`` (v2 since benchmark v2's folds were shipped, 2026-11-30), and
   ``SimulatedAccessibility.default()`` is that rule.
 * **rule v2** (``chromdragonn-simulated-rule/2``, ``simulated_rule_v2.json``, benchmark v2):
   the same formula with every sequence effect 3 times v1's (a_gc 2.4, a_cpg 3.0, CTCF 9.0,
@@ -81,7 +81,7 @@ DEFAULT_RULES = {1: DEFAULT_RULE, 2: DEFAULT_RULE_V2}
 # The rule whose labels the shipped weights/fold*.pt were trained on. Every truth check (the benchmarks'
 # --rule-version / --rule, SimulatedAccessibility.default(), the tests of the shipped models) defaults to it,
 # so replacing the shipped folds with models of another rule changes this one line (training/README.md).
-SHIPPED_RULE_VERSION = 1
+SHIPPED_RULE_VERSION = 2
 BIN_START, BIN_END = 400, 600  # central 200 bp of a 1,000 bp window
 
 
