@@ -162,6 +162,9 @@ def test_targets_met_or_missed_once_all_folds_are_in():
     assert "| 3 of 5 folds (not in fold 2, 4) | missed |" in two and "truth" not in two
     tie = "\n".join(targets_section([fold(f, [0.5, 0.8, 0.7, 0.8] if f == 3 else good) for f in range(5)], {}, methods))
     assert "4 of 5 folds; smallest margin +0.000 (fold 3) | missed |" in tie
+    # out of order on the mean over folds: the row shows where, with no false "<"
+    swapped_mean = "\n".join(targets_section([fold(f, swapped) for f in range(5)], {}, methods))
+    assert "| 0.500 < 0.700 >= 0.600 < 0.800 | missed |" in swapped_mean
 
 
 def test_ship_folds_refuses_to_start_before_every_fold_is_kept(tmp_path):
